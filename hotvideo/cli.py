@@ -1,0 +1,141 @@
+"""The `hotvideo` command: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hotvideo.logs import configure
+from hotvideo.settings import HORIZONS, get_settings
+
+app = typer.Typer(
+    help="Predict, hours after publication, which Bilibili videos will enter the hot list.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.callback()
+def main() -> None:
+    """Settings come from environment variables (see the README); unset services run embedded."""
+    settings = get_settings()
+    configure(settings.log_level, settings.log_format)
+
+
+@app.command()
+def demo(
+    videos: Annotated[int, typer.Option(min=1, help="videos in the simulated world")] = 400,
+    sim_hours: Annotated[float, typer.Option(min=1.0, help="hours of event time to simulate")] = 10.0,
+    seed: Annotated[int, typer.Option(help="world seed: same seed, same predictions")] = 7,
+    malformed: Annotated[int, typer.Option(min=0, help="malformed snapshots to inject")] = 20,
+    summary_json: Annotated[Path | None, typer.Option(help="write the run summary here")] = None,
+) -> None:
+    """Generate a world, train if needed, run the worker and replay the world through Kafka."""
+    from hotvideo.demo import DemoOptions, run_demo
+
+    run_demo(
+        get_settings(),
+        DemoOptions(
+            videos=videos, sim_hours=sim_hours, seed=seed, malformed=malformed, summary_json=summary_json
+        ),
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run the Faust worker (scoring + sinks) until interrupted."""
+    from stream.worker import run_worker
+
+    run_worker(get_settings())
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="event log to write (.jsonl or .jsonl.gz)")],
+    videos: Annotated[int, typer.Option(min=1)] = 2000,
+    sim_hours: Annotated[float, typer.Option(min=1.0)] = 48.0,
+    seed: Annotated[int, typer.Option()] = 1,
+) -> None:
+    """Write a simulated Bilibili world as an event log."""
+    from ingest.eventlog import write_log
+    from ingest.world import WorldConfig, generate
+
+    n = write_log(out, generate(WorldConfig(videos=videos, sim_hours=sim_hours, seed=seed)))
+    typer.echo(f"wrote {n} events to {out}")
+
+
+@app.command()
+def replay(
+    log: Annotated[Path, typer.Argument(help="event log (.jsonl or .jsonl.gz)", exists=True)],
+) -> None:
+    """Publish an event log to the topics in event-time order, as fast as possible."""
+    from hotvideo.embedded import services
+    from hotvideo.kafka_admin import ensure_topics
+    from ingest.eventlog import read_log
+    from ingest.publish import publish
+
+    settings = get_settings()
+    if settings.kafka_bootstrap is None:
+        raise typer.BadParameter("set KAFKA_BOOTSTRAP to the broker your worker reads from")
+    with services(settings) as svc:
+        ensure_topics(svc.kafka_bootstrap, settings.topics, settings.partitions)
+        n = publish(read_log(log), svc.kafka_bootstrap, settings.topics, progress=True, total=None)
+    typer.echo(f"published {n} events")
+
+
+@app.command()
+def train(
+    events: Annotated[Path, typer.Option(help="event log to learn from", exists=True)],
+    out: Annotated[Path | None, typer.Option(help="model directory (default MODEL_DIR)")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Train one model per horizon from an event log, export to ONNX and promote it."""
+    from ingest.eventlog import read_events
+    from model.train import train as train_models
+
+    version = train_models(read_events(events), out or get_settings().model_dir, seed=seed)
+    typer.echo(f"promoted model version {version}")
+
+
+@app.command()
+def subscribe(
+    horizon: Annotated[list[str] | None, typer.Option(help="only these horizons (repeatable)")] = None,
+    min_prob: Annotated[float, typer.Option(min=0.0, max=1.0, help="only predictions at least this")] = 0.0,
+    from_beginning: Annotated[bool, typer.Option(help="start at the oldest prediction")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="stop after this many")] = None,
+) -> None:
+    """Print predictions from the prediction topic as they arrive."""
+    from hotvideo.subscribe import follow
+
+    unknown = set(horizon or []) - set(HORIZONS)
+    if unknown:
+        raise typer.BadParameter(f"unknown horizon {sorted(unknown)}; choose from {list(HORIZONS)}")
+    settings = get_settings()
+    if settings.kafka_bootstrap is None:
+        raise typer.BadParameter("set KAFKA_BOOTSTRAP to the broker the worker writes to")
+    for line in follow(
+        settings.kafka_bootstrap,
+        settings.topics.prediction,
+        horizons=set(horizon or HORIZONS),
+        min_prob=min_prob,
+        from_beginning=from_beginning,
+        limit=limit,
+    ):
+        typer.echo(line)
+
+
+@app.command()
+def schemas(
+    out: Annotated[Path | None, typer.Option(help="directory (default: the repo's schemas/)")] = None,
+) -> None:
+    """Write the JSON Schema of every event type."""
+    from hotvideo.schemas import SCHEMA_DIR, write_all
+
+    for path in write_all(out or SCHEMA_DIR):
+        typer.echo(str(path))
+
+
+if __name__ == "__main__":
+    app()

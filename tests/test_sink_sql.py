@@ -1,0 +1,188 @@
+"""The SQL sink on SQLite and MariaDB: idempotent upserts, conflict rules, text round trips."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from hotvideo.events import HotListEntry, UpProfile
+from sink.sql import SqlStore, VideoLabel, metadata
+from tests.conftest import ALL_HORIZONS, T0, bvid, make_prediction
+
+
+@pytest.fixture
+def store(sql_url: str) -> Iterator[SqlStore]:
+    s = SqlStore(sql_url)
+    yield s
+    s.close()
+
+
+def dump(store: SqlStore) -> dict[str, list[dict[str, Any]]]:
+    """Every sink table, rows in key order."""
+    with store.engine.connect() as conn:
+        return {
+            t.name: [dict(r) for r in conn.execute(select(t).order_by(*t.primary_key.columns)).mappings()]
+            for t in metadata.sorted_tables
+        }
+
+
+def profile(mid: int, ts: int, follower: int, name: str | None) -> UpProfile:
+    return UpProfile(mid=mid, ts=ts, follower=follower, archive_count=10, total_view=10_000, name=name)
+
+
+def test_prediction_writes_are_idempotent(store: SqlStore) -> None:
+    batch = [make_prediction(i, h) for i in range(5) for h in ALL_HORIZONS]
+    batch.append(make_prediction(0, "1h", model_version="m2", prob=0.9))
+    store.write_predictions(batch)
+    first = dump(store)
+    store.write_predictions(batch)
+    store.write_predictions(batch[::-1])
+    assert dump(store) == first
+    assert store.count_predictions() == 16
+    assert len(first["video"]) == 5
+    assert len(first["video_early_metrics"]) == 15
+
+
+def test_rescoring_replaces_the_prediction(store: SqlStore) -> None:
+    store.write_predictions([make_prediction(1, prob=0.2)])
+    store.write_predictions([make_prediction(1, prob=None, status="already_hot")])
+    [row] = store.predictions()
+    assert (row["status"], row["prob"], row["label"], row["level"]) == ("already_hot", None, None, None)
+
+
+def test_video_and_early_metrics_rows(store: SqlStore) -> None:
+    store.write_predictions([make_prediction(2, h) for h in ALL_HORIZONS])
+    # a later prediction that lacks the title (or the whole video info) does not erase it
+    store.write_predictions([make_prediction(2, "6h", title=None)])
+    store.write_predictions([make_prediction(2, "6h").model_copy(update={"video": None})])
+    tables = dump(store)
+    assert tables["video"] == [
+        {
+            "bvid": bvid(2),
+            "pub_time": datetime(2023, 11, 14, 22, 13, 22),
+            "duration": 300,
+            "category_id": 17,
+            "category_name": "单机游戏",
+            "title": "title",
+            "tags": "游戏,攻略",
+            "up_mid": "1002",
+        }
+    ]
+    metrics = tables["video_early_metrics"]
+    assert [m["delta_t"] for m in metrics] == [60, 180, 360]
+    assert metrics[0] | {"delta_t": 0} == {
+        "bvid": bvid(2),
+        "delta_t": 0,
+        "view_cnt": 300,
+        "like_cnt": 10,
+        "coin_cnt": 5,
+        "fav_cnt": 3,
+        "reply_cnt": 2,
+        "danmaku_cnt": 1,
+        "share_cnt": 1,
+        "view_rate": 12.5,
+        "engagement_ratio": 0.27,
+    }
+
+
+def test_chinese_text_and_quotes_round_trip(store: SqlStore) -> None:
+    title = "【原神】4.2版本PV——「芙宁娜」🎉 it's \"hot\"'); DROP TABLE video; --"
+    pred = make_prediction(3, title=title, level="高热", play_range="100w+")
+    store.write_predictions([pred])
+    store.write_profiles([profile(42, T0, 100, "老番茄🍅")])
+    tables = dump(store)
+    assert tables["video"][0]["title"] == title
+    assert tables["video"][0]["category_name"] == "单机游戏"
+    assert (tables["prediction"][0]["level"], tables["prediction"][0]["play_range"]) == ("高热", "100w+")
+    assert tables["up_profile"][0]["name"] == "老番茄🍅"
+
+
+def test_bvids_differing_only_in_case_are_distinct(store: SqlStore) -> None:
+    lower, upper = "BV1aaaaaaaaa", "BV1AAAAAAAAA"
+    store.write_predictions([make_prediction(0).model_copy(update={"bvid": b}) for b in (lower, upper)])
+    assert [r["bvid"] for r in store.predictions()] == sorted([lower, upper])
+
+
+def test_newer_profile_wins(store: SqlStore) -> None:
+    new, old = profile(7, T0 + 100, 2000, None), profile(7, T0, 1000, "旧名")
+    store.write_profiles([old])
+    store.write_profiles([new])  # newer, without a name: the known name stays
+    store.write_profiles([old])  # late arrival of the older observation: ignored
+    store.write_profiles([profile(8, T0 + 5, 50, "b"), profile(8, T0, 10, "a")])  # within a batch
+    first = dump(store)["up_profile"]
+    assert [(r["up_mid"], r["follower_cnt"], r["name"], r["updated_ts"]) for r in first] == [
+        ("7", 2000, "旧名", T0 + 100),
+        ("8", 50, "b", T0 + 5),
+    ]
+    store.write_profiles([new, old])
+    assert dump(store)["up_profile"] == first
+
+
+def test_earliest_hot_entry_and_best_rank_kept(store: SqlStore) -> None:
+    b = bvid(4)
+    store.write_hot_entries([HotListEntry(bvid=b, ts=T0 + 300, source="popular", rank=5)])
+    store.write_hot_entries(
+        [
+            HotListEntry(bvid=b, ts=T0 + 100, source="popular", rank=20),
+            HotListEntry(bvid=b, ts=T0 + 200, source="popular", rank=2),
+            HotListEntry(bvid=b, ts=T0 + 900, source="weekly", rank=1),
+        ]
+    )
+    first = dump(store)["hot_entry"]
+    assert first == [
+        {"bvid": b, "source": "popular", "first_ts": T0 + 100, "best_rank": 2},
+        {"bvid": b, "source": "weekly", "first_ts": T0 + 900, "best_rank": 1},
+    ]
+    store.write_hot_entries([HotListEntry(bvid=b, ts=T0 + 300, source="popular", rank=5)])
+    assert dump(store)["hot_entry"] == first
+
+
+def test_labels_upsert(store: SqlStore) -> None:
+    unknown = VideoLabel(bvid(5), None, None, T0 + 3600)
+    known = VideoLabel(bvid(5), 1, "popular", T0 + 7 * 86400)
+    store.write_labels([unknown])
+    store.write_labels([known])
+    store.write_labels([known])
+    assert dump(store)["video_label"] == [
+        {
+            "bvid": bvid(5),
+            "label": 1,
+            "label_source": "popular",
+            "covered_until": datetime(2023, 11, 21, 22, 13, 20),
+        }
+    ]
+
+
+def test_prediction_readers(store: SqlStore) -> None:
+    store.write_predictions(
+        [make_prediction(i, h, model_version=v) for v in ("m2", "m1") for h in ("6h", "1h") for i in (9, 6)]
+    )
+    assert store.count_predictions() == 8
+    keys = [(r["bvid"], r["horizon"], r["model_version"]) for r in store.predictions()]
+    assert keys == sorted(keys)
+    rows = store.prediction_rows_for(bvid(6))
+    assert [(r["horizon"], r["model_version"]) for r in rows] == [
+        ("1h", "m1"),
+        ("1h", "m2"),
+        ("6h", "m1"),
+        ("6h", "m2"),
+    ]
+    assert rows[0] == {
+        "bvid": bvid(6),
+        "horizon": "1h",
+        "model_version": "m1",
+        "as_of": T0 + 6 + 3600,
+        "status": "scored",
+        "prob": 0.5,
+        "label": 1,
+        "confidence": 0.5,
+        "level": "普通",
+        "play_range": "1w+",
+        "scored_at": T0 + 86400.5,
+        "snapshots_used": 3,
+    }
+    assert store.prediction_rows_for(bvid(7)) == []
