@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 
 import redis
 
-from hotvideo.embedded import ResolvedServices, services
+from hotvideo.embedded import ResolvedServices, free_port, services
 from hotvideo.events import Prediction, parse_event
 from hotvideo.kafka_admin import end_offsets, ensure_topics, read_all, wait_until_caught_up
 from hotvideo.logs import get_logger
@@ -60,7 +61,8 @@ def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, Any]:
     ensure_model(settings, demo_dir / "worlds", opts.seed)
     with services(settings) as svc:
         ensure_topics(svc.kafka_bootstrap, settings.topics, settings.partitions)
-        worker = start_worker(settings, svc, demo_dir / "worker.log")
+        worker_log = demo_dir / "worker.log"
+        worker = start_worker(settings, svc, worker_log)
         watcher = HotListWatcher(svc.redis_url, settings.redis_prefix)
         try:
             watcher.start()
@@ -71,14 +73,7 @@ def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, Any]:
                 progress=True,
                 total=None,
             )
-            topics = settings.topics
-            wait_until_caught_up(
-                svc.kafka_bootstrap,
-                settings.worker_id,
-                [topics.snapshot, topics.hotlist, topics.profile, topics.prediction],
-                timeout_s=opts.timeout_s,
-                settle_s=3.0,
-            )
+            wait_for_worker(settings, svc, worker, worker_log, opts.timeout_s)
             summary = summarize(settings, svc, published)
         finally:
             watcher.stop()
@@ -135,7 +130,7 @@ def start_worker(settings: Settings, svc: ResolvedServices, log_path: Path) -> s
         **svc.env(),
         "MODEL_DIR": str(settings.model_dir.resolve()),
         "DATA_DIR": str(settings.data_dir.resolve()),
-        "WEB_PORT": "0",
+        "WEB_PORT": str(free_port()),
     }
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = log_path.open("wb")
@@ -143,6 +138,33 @@ def start_worker(settings: Settings, svc: ResolvedServices, log_path: Path) -> s
     return subprocess.Popen(
         [sys.executable, "-m", "hotvideo.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
     )
+
+
+def wait_for_worker(
+    settings: Settings,
+    svc: ResolvedServices,
+    worker: subprocess.Popen[bytes],
+    worker_log: Path,
+    timeout_s: float,
+) -> None:
+    """Block until the worker has consumed everything and the sinks caught up; fail fast if it died."""
+    topics = settings.topics
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited with code {worker.returncode}; its log: {worker_log}")
+        try:
+            wait_until_caught_up(
+                svc.kafka_bootstrap,
+                settings.worker_id,
+                [topics.snapshot, topics.hotlist, topics.profile, topics.prediction],
+                timeout_s=5.0,
+                settle_s=3.0,
+            )
+            return
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:

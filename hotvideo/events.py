@@ -229,8 +229,10 @@ class BadEvent(ValueError):
 E = TypeVar("E", bound=Event)
 
 
-def parse_event(model: type[E], raw: bytes | str) -> E:
+def parse_event(model: type[E], raw: bytes | str | None) -> E:
     """Decode and validate one message; raise BadEvent with a one-line reason on any defect."""
+    if not raw:
+        raise BadEvent("empty message: no value")
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     redis_hotlist_size: int = Field(default=1000, ge=1, description="entries kept per hot list")
     redis_stream_maxlen: int = Field(default=100_000, ge=1, description="live stream length cap")
     worker_id: str = Field(default="hotvideo-worker", description="Faust app id / consumer group")
-    web_port: int = Field(default=6066, ge=0, description="Faust worker web port (0 = any)")
+    web_port: int = Field(default=6066, ge=1, le=65535, description="Faust worker web port")
     log_level: str = Field(default="INFO")
     log_format: str = Field(default="console", description="console or json")
     topics: Topics = Field(default_factory=Topics)

@@ -38,7 +38,10 @@ def _producer(bootstrap: str) -> KafkaProducer:
 
 
 def event_time_ms(value: bytes) -> int | None:
-    """The top-level `ts` (epoch s) of a JSON event in ms, or None (the broker stamps it then)."""
+    """The event's `ts` (epoch s) in ms, or None (the broker stamps it then).
+
+    The first `"ts"` key wins: no event model nests one, and snapshots put it second.
+    """
     match = _TS.search(value)
     return None if match is None else int(match.group(1)) * 1000
 

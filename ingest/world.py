@@ -6,7 +6,7 @@ world whose hidden rule is known. Magnitudes follow the real 综合热门 captur
 
 How a video behaves:
 - views are a fan wave from publication (sized by the owner's followers) plus a recommendation wave
-  that starts a hidden 0.5–8 h later (sized mostly by a hidden quality, also by followers and zone),
+  that starts a hidden ~1–7 h later (sized mostly by a hidden quality, also by followers and zone),
   each a saturating curve, observed with Poisson and burst noise;
 - likes, coins, … are per-view rates (higher for better videos, a little higher among the first
   viewers, who are fans) drawn as Poisson increments, so every counter is monotone;
@@ -168,6 +168,8 @@ class WorldConfig:
             raise ValueError("noise must be in [0, 1]")
         if not self.zones:
             raise ValueError("zones must not be empty")
+        if self.videos_per_uploader <= 0 or self.hot_max_entries < 1:
+            raise ValueError("videos_per_uploader must be > 0 and hot_max_entries >= 1")
         if self.jitter_s * 2 >= self.snapshot_interval_s:
             raise ValueError("jitter_s must stay below half the snapshot interval (order)")
         if self.noise_max_delay_s < self.snapshot_interval_s:
@@ -346,8 +348,8 @@ class _Active:
 
     static: dict[str, Any]
     ts: list[int]
-    counts: list[list[int]]
-    """(snapshots, 7) view, like, coin, favorite, reply, danmaku, share"""
+    counts: IntArray
+    """(snapshots, 7) view, like, coin, favorite, reply, danmaku, share; numpy, compact"""
     noise: list[tuple[int, int]] | None
     """per snapshot (action, delay of the late copy in s)"""
 
@@ -498,7 +500,7 @@ class _World:
             "follower": int(pop.up_follower[pop.uploader[i]]),
         }
         ts = (pub + offsets).tolist()
-        self.active[i] = _Active(static, ts, counts.tolist(), noise)
+        self.active[i] = _Active(static, ts, counts, noise)
         heapq.heappush(heap, (ts[0], _SNAPSHOT, i, 0))
 
     def _schedule_hot(self, i: int, pub: int) -> float | None:
@@ -527,7 +529,7 @@ class _World:
     def _snapshot(self, heap: list[tuple[int, int, int, int]], i: int, k: int) -> Iterator[Event]:
         """Emit snapshot k of video i (or hold it back as noise) and schedule the next one."""
         video = self.active[i]
-        view, like, coin, favorite, reply, danmaku, share = video.counts[k]
+        view, like, coin, favorite, reply, danmaku, share = video.counts[k].tolist()
         snap = Snapshot(
             ts=video.ts[k],
             view=view,

@@ -11,11 +11,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import faust
-from model.registry import ModelBundle, load_promoted
-from sink.writer import PredictionSink
 
 from hotvideo.events import (
     BadEvent,
@@ -29,6 +27,8 @@ from hotvideo.events import (
 )
 from hotvideo.logs import get_logger
 from hotvideo.settings import Settings
+from model.registry import ModelBundle, load_promoted
+from sink.writer import PredictionSink
 from stream.checkpoint import Checkpointer
 from stream.scoring import Scorer
 
@@ -39,6 +39,27 @@ SINK_BATCH = 500
 SINK_WITHIN_S = 0.5
 
 
+class Emitter(Protocol):
+    """Where the scoring agent's output goes: the topics in a worker, a list in unit tests."""
+
+    async def prediction(self, pred: Prediction) -> None: ...
+
+    async def dead(self, letter: DeadLetter) -> None: ...
+
+
+class TopicEmitter:
+    """Sends predictions (keyed by bvid) and dead letters to their topics."""
+
+    def __init__(self, predictions: Any, deadletter: Any) -> None:
+        self.predictions, self.deadletter = predictions, deadletter
+
+    async def prediction(self, pred: Prediction) -> None:
+        await self.predictions.send(key=pred.key(), value=pred.to_json())
+
+    async def dead(self, letter: DeadLetter) -> None:
+        await self.deadletter.send(value=letter.to_json())
+
+
 def create_app(
     settings: Settings,
     bootstrap: str,
@@ -46,6 +67,7 @@ def create_app(
     bundle: ModelBundle | None = None,
     sink: PredictionSink | None = None,
     with_sinks: bool = True,
+    emitter: Emitter | None = None,
 ) -> faust.App:
     """Build the worker app. `bundle` and `sink` default to the promoted model and configured stores."""
     topics = settings.topics
@@ -70,25 +92,28 @@ def create_app(
     profiles = app.topic(topics.profile, key_type=bytes, value_type=bytes)
     hotlist = app.topic(topics.hotlist, key_type=bytes, value_type=bytes)
     deadletter = app.topic(topics.deadletter, key_type=bytes, value_type=bytes)
-    state = app.Table("video_state", default=None, value_serializer="json")
+    state = app.Table("video_state", default=None, key_type=str, partitions=settings.partitions)
     checkpointer = Checkpointer(state, grace_s=settings.checkpoint_grace_s)
     model = bundle if bundle is not None else load_promoted(settings.model_dir)
     scorer = Scorer(model)
     app.checkpointer = checkpointer  # type: ignore[attr-defined]
 
+    out = emitter if emitter is not None else TopicEmitter(predictions, deadletter)
+
     async def dead(message: Any, reason: str) -> None:
-        letter = DeadLetter.of(
-            topic=message.topic,
-            payload=message.value if isinstance(message.value, bytes) else bytes(message.value),
-            key=message.key,
-            reason=reason,
-            partition=message.partition,
-            offset=message.offset,
-            at=time.time(),
-        )
         checkpointer.stats["deadletter"] += 1
         log.warning("dead letter", topic=message.topic, offset=message.offset, reason=reason)
-        await deadletter.send(value=letter.to_json())
+        await out.dead(
+            DeadLetter.of(
+                topic=message.topic,
+                payload=message.value or b"",
+                key=message.key,
+                reason=reason,
+                partition=message.partition,
+                offset=message.offset,
+                at=time.time(),
+            )
+        )
 
     @app.agent(inputs, name="score")
     async def score(stream: Any) -> None:
@@ -107,7 +132,7 @@ def create_app(
                 await dead(message, str(exc))
                 continue
             for pred in scorer.predict(due):
-                await predictions.send(key=pred.key(), value=pred.to_json())
+                await out.prediction(pred)
 
     if with_sinks:
         writer = sink

@@ -6,10 +6,10 @@ import time
 from collections import defaultdict
 
 import numpy as np
-from model.features import early_metrics, feature_vector
-from model.registry import ModelBundle
 
 from hotvideo.events import Prediction, VideoInfo
+from model.features import early_metrics, feature_vector
+from model.registry import ModelBundle
 from stream.checkpoint import Checkpoint
 
 

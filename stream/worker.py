@@ -19,5 +19,5 @@ def run_worker(settings: Settings) -> None:
         ensure_topics(svc.kafka_bootstrap, settings.topics, settings.partitions)
         app = create_app(svc.apply(settings), svc.kafka_bootstrap)
         log.info("worker starting", broker=svc.kafka_bootstrap, app_id=settings.worker_id)
-        worker = faust.Worker(app, loglevel=settings.log_level, web_port=settings.web_port)
+        worker = faust.Worker(app, loglevel=settings.log_level)
         worker.execute_from_commandline()

@@ -261,3 +261,14 @@ def make_prediction(
         ),
     }
     return Prediction(**(fields | changes))
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real promoted model (ONNX, all three horizons), trained once per session on a small world."""
+    from ingest.world import WorldConfig, generate
+    from model.train import train
+
+    out = tmp_path_factory.mktemp("models")
+    train(list(generate(WorldConfig(videos=1500, sim_hours=60.0, seed=3))), out, seed=0)
+    return out

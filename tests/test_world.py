@@ -93,7 +93,7 @@ def test_videos_uploaders_and_profiles(big: list[Event]) -> None:
     assert mids <= {p.mid for p in profiles}
     assert len(profiles) - len(mids) <= BIG.videos - len(videos)  # published just before the end
     assert len(profiles) < len(videos)  # some uploaders post more than once
-    profile_of = {p.mid: p for p in profiles}
+    profile_of: dict[int | None, UpProfile] = {p.mid: p for p in profiles}
     for snaps in videos.values():
         profile = profile_of[snaps[0].mid]
         assert profile.ts <= snaps[0].pubdate
