@@ -8,6 +8,9 @@ from typing import Any
 
 import structlog
 
+CHATTY_LIBRARIES = ("kafka", "aiokafka")
+"""Client libraries that log every connection at INFO; only their warnings reach our output."""
+
 
 def configure(level: str = "INFO", fmt: str = "console") -> None:
     """Route structlog and the standard library (Faust, aiokafka) through one renderer on stderr."""
@@ -37,6 +40,8 @@ def configure(level: str = "INFO", fmt: str = "console") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for noisy in CHATTY_LIBRARIES:
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

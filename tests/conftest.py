@@ -26,6 +26,8 @@ from hotvideo.events import EarlyMetrics, Horizon, Prediction, VideoInfo
 from hotvideo.settings import HORIZONS
 from sink.sql import metadata as sink_metadata
 
+pytest_plugins = ["tests.broker_fixture"]
+
 MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
 REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 15
 

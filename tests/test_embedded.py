@@ -28,7 +28,6 @@ from hotvideo.kafka_admin import (
     wait_until_caught_up,
 )
 from hotvideo.settings import Settings, Topics
-from tests.broker_fixture import embedded_broker  # noqa: F401  (fixture)
 
 PARTITIONS = 3
 
@@ -53,7 +52,7 @@ def _commit(bootstrap: str, group: str, offsets: dict[TopicPartition, int]) -> N
         consumer.close()
 
 
-def test_topics_produce_read_and_track_a_group(embedded_broker: EmbeddedBroker) -> None:  # noqa: F811
+def test_topics_produce_read_and_track_a_group(embedded_broker: EmbeddedBroker) -> None:
     bootstrap = embedded_broker.bootstrap
     topics = _topics("kafka-admin")
     assert sorted(ensure_topics(bootstrap, topics, PARTITIONS)) == sorted(topics.model_dump().values())
@@ -95,12 +94,12 @@ def test_topics_produce_read_and_track_a_group(embedded_broker: EmbeddedBroker) 
     wait_until_caught_up(bootstrap, group, names, timeout_s=10, settle_s=0.3)
 
 
-def test_helpers_reject_unknown_topics(embedded_broker: EmbeddedBroker) -> None:  # noqa: F811
+def test_helpers_reject_unknown_topics(embedded_broker: EmbeddedBroker) -> None:
     with pytest.raises(UnknownTopicOrPartitionError, match="no-such-topic"):
         end_offsets(embedded_broker.bootstrap, "no-such-topic")
 
 
-def test_broker_refuses_a_port_in_use(embedded_broker: EmbeddedBroker, tmp_path: Path) -> None:  # noqa: F811
+def test_broker_refuses_a_port_in_use(embedded_broker: EmbeddedBroker, tmp_path: Path) -> None:
     with pytest.raises(EmbeddedServiceError, match="in use"):
         EmbeddedBroker(tmp_path, port=embedded_broker.port).start()
 
@@ -127,7 +126,7 @@ def test_embedded_redis_serves_tcp_and_keeps_its_data(tmp_path: Path) -> None:
 
 
 def test_services_uses_configured_servers_and_starts_nothing(
-    embedded_broker: EmbeddedBroker,  # noqa: F811
+    embedded_broker: EmbeddedBroker,
     tmp_path: Path,
 ) -> None:
     settings = Settings(
@@ -147,7 +146,7 @@ def test_services_uses_configured_servers_and_starts_nothing(
 
 
 def test_services_starts_only_what_is_missing(
-    embedded_broker: EmbeddedBroker,  # noqa: F811
+    embedded_broker: EmbeddedBroker,
     tmp_path: Path,
 ) -> None:
     settings = Settings(

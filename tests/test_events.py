@@ -93,7 +93,7 @@ def test_bad_event_is_rejected_with_a_reason(model: type[Event], change: dict[st
 @pytest.mark.parametrize(
     ("raw", "needle"),
     [
-        (b"", "Invalid JSON"),
+        (b"", "empty message"),
         (b"{", "Invalid JSON"),
         (b"\xff\xfe\x00", "Invalid JSON"),
         (b"[1, 2]", "object"),
