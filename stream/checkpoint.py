@@ -1,14 +1,15 @@
 """Event-time checkpoints (DESIGN.md): which (video, horizon) is due, decided by event time only.
 
-Pure logic over a mapping bvid -> JSON state, so the Faust table serves in the worker and a plain
-dict in tests. No wall clock anywhere: replaying the same partition order gives the same checkpoints.
+Pure logic over a mapping bvid -> JSON state (through `StateCache`), so the Faust table serves in the
+worker and a plain dict in tests. No wall clock anywhere: replaying the same partition order gives the
+same checkpoints.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,68 @@ class VideoState:
         return [h for h in HORIZON_ORDER if h not in self.fired]
 
 
+Changelog = Callable[[int, bytes, Any], None]
+"""Records a state change for partition p (a Faust table's `send_changelog`); value None deletes."""
+
+
+class StateCache:
+    """Write-back cache of `VideoState` objects over the state table's store (a Faust Table's, or a dict).
+
+    A video is decoded once, not on every event, and the states a batch changed are written once at
+    `flush()`: ten snapshots of one video in a batch make one changelog record, not ten. Each record
+    goes to the partition the video's events came from, so the table stays co-partitioned with its
+    input topics. Store keys are the raw bvid bytes.
+    """
+
+    def __init__(self, store: MutableMapping[bytes, Any], changelog: Changelog | None = None) -> None:
+        self.store = store
+        self.changelog = changelog
+        self.live: dict[str, VideoState] = {}
+        self.dirty: dict[str, int] = {}
+        """bvid -> partition of every state changed since the last flush."""
+        self.deleted: dict[str, int] = {}
+
+    def get(self, bvid: str) -> VideoState | None:
+        state = self.live.get(bvid)
+        if state is None and bvid not in self.deleted:
+            raw = self.store.get(bvid.encode())
+            if raw is not None:
+                state = self.live[bvid] = VideoState.from_dict(raw)
+        return state
+
+    def put(self, bvid: str, state: VideoState, partition: int) -> None:
+        self.live[bvid] = state
+        self.dirty[bvid] = partition
+        self.deleted.pop(bvid, None)
+
+    def delete(self, bvid: str, partition: int) -> None:
+        self.live.pop(bvid, None)
+        self.dirty.pop(bvid, None)
+        self.deleted[bvid] = partition
+
+    def flush(self) -> int:
+        """Write every changed state (and delete the expired ones); returns the number of writes."""
+        changes: list[tuple[int, str, dict[str, Any] | None]]
+        changes = [(p, b, self.live[b].to_dict()) for b, p in self.dirty.items()]
+        changes += [(p, b, None) for b, p in self.deleted.items()]
+        for partition, bvid, value in changes:
+            key = bvid.encode()
+            if value is None:
+                self.store.pop(key, None)
+            else:
+                self.store[key] = value
+            if self.changelog is not None:
+                self.changelog(partition, key, value)
+        self.dirty.clear()
+        self.deleted.clear()
+        return len(changes)
+
+    def clear(self) -> None:
+        """Forget cached objects (after a rebalance the table, not the cache, is the truth)."""
+        self.flush()
+        self.live.clear()
+
+
 @dataclass
 class Checkpointer:
     """Per-partition event-time watermarks and the queue of videos waiting for their next checkpoint.
@@ -81,7 +144,7 @@ class Checkpointer:
     when the partition's watermark (the largest snapshot ts seen) passes pubdate + h + grace.
     """
 
-    table: MutableMapping[str, Any]
+    states: StateCache
     grace_s: int = 600
     retention_s: int = 86400
     """Event time a finished video's marker (or a hot-only sighting) is kept before it is dropped."""
@@ -91,8 +154,7 @@ class Checkpointer:
 
     def on_snapshot(self, snap: Snapshot, partition: int) -> list[Checkpoint]:
         """Absorb one valid snapshot; return every checkpoint it makes due, in a fixed order."""
-        raw = self.table.get(snap.bvid)
-        state = VideoState() if raw is None else VideoState.from_dict(raw)
+        state = self.states.get(snap.bvid) or VideoState()
         before = self._wakeup(state)
         fired: list[Checkpoint] = []
         if self._track(state, snap, partition):
@@ -107,8 +169,7 @@ class Checkpointer:
 
     def on_hot(self, entry: HotListEntry, partition: int) -> list[Checkpoint]:
         """Remember the first hot-list sighting; checkpoints at or after it are `already_hot`."""
-        raw = self.table.get(entry.bvid)
-        state = VideoState() if raw is None else VideoState.from_dict(raw)
+        state = self.states.get(entry.bvid) or VideoState()
         if state.hot_ts is None or entry.ts < state.hot_ts:
             before = self._wakeup(state)
             state.hot_ts = entry.ts
@@ -165,7 +226,7 @@ class Checkpointer:
 
     def _save(self, bvid: str, state: VideoState, partition: int, before: int | None) -> None:
         """Write the state; queue its wake-up only when it moved (one queue entry per change)."""
-        self.table[bvid] = state.to_dict()
+        self.states.put(bvid, state, partition)
         wake = self._wakeup(state)
         if wake is not None and wake != before:
             heapq.heappush(self.queues.setdefault(partition, []), (wake, bvid))
@@ -178,15 +239,14 @@ class Checkpointer:
         fired: list[Checkpoint] = []
         while queue and queue[0][0] < mark:
             wake, bvid = heapq.heappop(queue)
-            raw = self.table.get(bvid)
-            if raw is None:
+            state = self.states.get(bvid)
+            if state is None:
                 continue
-            state = VideoState.from_dict(raw)
             current = self._wakeup(state)
             if current != wake:
                 continue  # stale entry: the video moved on; its current wake-up is queued too
             if state.history is None or state.done:
-                del self.table[bvid]
+                self.states.delete(bvid, partition)
                 self.stats["expired"] += 1
                 continue
             fired += self._fire(bvid, state, before=mark - self.grace_s)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream.checkpoint import Checkpoint, Checkpointer
+from stream.checkpoint import Checkpoint, Checkpointer, StateCache
 from tests.factories import BVID, T0, hot, snap
 
 OTHER = "BV1ab4y1c7De"
@@ -14,9 +14,12 @@ def fired(cps: list[Checkpoint]) -> list[tuple[str, str, str]]:
     return [(c.bvid, c.horizon, c.status) for c in cps]
 
 
-def make() -> tuple[Checkpointer, dict[str, Any]]:
-    table: dict[str, Any] = {}
-    return Checkpointer(table, grace_s=600), table
+KEY = BVID.encode()
+
+
+def make() -> tuple[Checkpointer, dict[bytes, Any]]:
+    table: dict[bytes, Any] = {}
+    return Checkpointer(StateCache(table), grace_s=600), table
 
 
 def test_horizon_fires_on_first_snapshot_after_as_of_with_rows_up_to_as_of() -> None:
@@ -35,7 +38,8 @@ def test_each_horizon_fires_once_and_state_shrinks_to_a_marker() -> None:
     for minute in range(5, 400, 5):
         out += cp.on_snapshot(snap(minute, minute * 10), 0)
     assert fired(out) == [(BVID, h, "scored") for h in ("1h", "3h", "6h")]
-    assert table[BVID] == {"done": True, "pubdate": T0, "hot_ts": None}
+    cp.states.flush()
+    assert table[KEY] == {"done": True, "pubdate": T0, "hot_ts": None}
     assert cp.on_snapshot(snap(200, 5), 0) == []  # a late snapshot cannot re-fire
     assert cp.stats["after_done"] >= 1
 
@@ -52,9 +56,10 @@ def test_duplicates_are_dropped() -> None:
     cp, table = make()
     cp.on_snapshot(snap(5, 100), 0)
     cp.on_snapshot(snap(5, 999), 0)
+    assert cp.states.flush() == 1
     assert cp.stats["duplicate"] == 1
-    assert len(table[BVID]["history"]["rows"]) == 1
-    assert table[BVID]["history"]["rows"][0][1] == 100
+    assert len(table[KEY]["history"]["rows"]) == 1
+    assert table[KEY]["history"]["rows"][0][1] == 100
 
 
 def test_out_of_order_snapshots_before_the_checkpoint_are_placed_in_order() -> None:
@@ -102,7 +107,8 @@ def test_first_snapshot_after_an_as_of_gives_insufficient_data_for_that_horizon(
 def test_video_first_seen_after_six_hours_is_not_tracked() -> None:
     cp, table = make()
     assert cp.on_snapshot(snap(24 * 60), 0) == []
-    assert BVID not in table
+    cp.states.flush()
+    assert KEY not in table
     assert cp.stats["untracked_old"] == 1
 
 
@@ -128,9 +134,11 @@ def test_finished_marker_expires_after_retention() -> None:
     cp.retention_s = 3600
     cp.on_snapshot(snap(10), 0)
     cp.on_snapshot(snap(400), 0)
-    assert table[BVID]["done"]
+    cp.states.flush()
+    assert table[KEY]["done"]
     cp.on_snapshot(snap(6 * 60 + 61, bvid=OTHER, pubdate=T0 + 600), 0)
-    assert BVID not in table
+    cp.states.flush()
+    assert KEY not in table
     assert cp.stats["expired"] == 1
 
 
@@ -141,3 +149,14 @@ def test_same_input_order_gives_same_checkpoints() -> None:
         cp, _ = make()
         runs.append([fired(cp.on_snapshot(e, 0)) for e in events])
     assert runs[0] == runs[1]
+
+
+def test_state_survives_a_fresh_cache_over_the_same_table() -> None:
+    """What a restarted worker sees: a new cache reading the states an earlier one flushed."""
+    cp, table = make()
+    cp.on_snapshot(snap(10, 100), 0)
+    cp.on_snapshot(snap(20, 200), 0)
+    cp.states.flush()
+    restarted = Checkpointer(StateCache(table), grace_s=600)
+    out = restarted.on_snapshot(snap(70, 700), 0)
+    assert [r[1] for r in out[0].rows] == [100, 200]

@@ -6,6 +6,7 @@ context feeds the agent directly, and an emitter records what it would have sent
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,12 @@ class Harness:
         msg = self.agent.to_message(key, value, partition=partition, offset=self.agent.sent_offset)
         msg.topic = topic
         channel = self.agent.stream().channel
-        async with self.agent.new_value_processed:
-            await channel.put(await channel.decode(msg))
-            self.agent.sent_offset += 1
-            await self.agent.new_value_processed.wait()
+        await channel.put(await channel.decode(msg))
+        self.agent.sent_offset += 1
+        stats = self.app.checkpointer.stats
+        async with asyncio.timeout(10):
+            while stats["messages"] < self.agent.sent_offset:  # the agent works in batches
+                await asyncio.sleep(0.002)
 
     async def put(self, event: Event, partition: int = 0) -> None:
         topic = HOTLIST_TOPIC if event.topic_field == "hotlist" else SNAPSHOT_TOPIC
