@@ -137,5 +137,15 @@ def schemas(
         typer.echo(str(path))
 
 
+@app.command()
+def collect(
+    seconds: Annotated[float | None, typer.Option(min=1.0, help="stop after this long")] = None,
+) -> None:
+    """Collect live from Bilibili into Kafka: new videos, snapshots, UP profiles, hot lists, danmaku."""
+    from ingest.collect.collectors import run_collect
+
+    run_collect(get_settings(), seconds)
+
+
 if __name__ == "__main__":
     app()

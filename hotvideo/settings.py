@@ -27,6 +27,44 @@ class Topics(BaseSettings):
     deadletter: str = "bili.deadletter"
 
 
+class CollectSettings(BaseSettings):
+    """The live Bilibili collectors (`hotvideo collect`, docs/collectors.md); env prefix `COLLECT_`."""
+
+    model_config = SettingsConfigDict(env_prefix="COLLECT_", extra="ignore")
+
+    base_url: str = Field(default="https://api.bilibili.com", description="API host; tests use a fake")
+    rate: float = Field(default=1.0, gt=0, description="global request rate limit, requests per second")
+    burst: int = Field(default=2, ge=1, description="token-bucket capacity: requests allowed back to back")
+    timeout_s: float = Field(default=20.0, gt=0, description="HTTP timeout per request")
+    max_retries: int = Field(default=5, ge=0, description="retries on risk-control codes, 5xx, timeouts")
+    backoff_base_s: float = Field(default=5.0, gt=0, description="first backoff; doubles per retry")
+    backoff_max_s: float = Field(default=900.0, gt=0, description="longest single backoff")
+    zones: list[int] = Field(
+        default=[1, 3, 4, 5, 36, 119, 129, 155, 160, 181, 188, 211, 217, 223, 234],
+        description="legacy zone tids whose new uploads are discovered (JSON list in the env var)",
+    )
+    discover_interval_s: int = Field(default=300, ge=1, description="how often each zone is listed")
+    discover_pages: int = Field(default=4, ge=1, description="newlist pages per zone per pass at most")
+    discover_page_size: int = Field(default=50, ge=1, le=50)
+    discover_max_age_s: int = Field(
+        default=3600, ge=1, description="only videos younger than this are tracked"
+    )
+    dense_interval_s: float = Field(default=300, gt=0, description="stat cadence in the dense window")
+    dense_window_s: int = Field(default=6 * 3600, ge=0, description="dense cadence until this age")
+    sparse_interval_s: float = Field(default=3600, gt=0, description="stat cadence after the dense window")
+    track_window_s: int = Field(default=24 * 3600, ge=1, description="label window T: tracking stops then")
+    hotlist_interval_s: int = Field(default=1800, ge=1, description="popular and ranking/v2 refresh")
+    weekly_interval_s: int = Field(default=6 * 3600, ge=1, description="每周必看 index check")
+    precious_interval_s: int = Field(default=24 * 3600, ge=1, description="入站必刷 refresh")
+    ranking_types: list[str] = Field(default=["all", "rookie"], description="ranking/v2 `type` values")
+    profile_interval_s: int = Field(default=24 * 3600, ge=1, description="UP profile refresh per uploader")
+    danmaku_interval_s: int = Field(default=6 * 3600, ge=1, description="danmaku refetch while tracked")
+    sessdata: str | None = Field(
+        default=None, description="login cookie, sent to x/space/upstat only (total views of an UP)"
+    )
+    save_raw: bool = Field(default=True, description="gzip every fetched page under DATA_DIR/collect/raw")
+
+
 class Settings(BaseSettings):
     """Runtime configuration. Every field maps to the upper-case environment variable of its name."""
 
@@ -51,9 +89,12 @@ class Settings(BaseSettings):
     redis_stream_maxlen: int = Field(default=100_000, ge=1, description="live stream length cap")
     worker_id: str = Field(default="hotvideo-worker", description="Faust app id / consumer group")
     web_port: int = Field(default=6066, ge=1, le=65535, description="Faust worker web port")
+    api_host: str = Field(default="127.0.0.1", description="`hotvideo serve` listen address")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="`hotvideo serve` port")
     log_level: str = Field(default="INFO")
     log_format: str = Field(default="console", description="console or json")
     topics: Topics = Field(default_factory=Topics)
+    collect: CollectSettings = Field(default_factory=CollectSettings)
 
     @property
     def sqlite_url(self) -> str:

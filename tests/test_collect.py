@@ -1,0 +1,223 @@
+"""The collectors end to end against the local fake Bilibili (tests/fake_bilibili.py) and the embedded
+broker: rate limit, every injected error, cadence, UP profiles, hot lists, danmaku, raw archive, restart."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+
+from hotvideo.embedded import EmbeddedBroker
+from hotvideo.events import HotListEntry, Snapshot, UpProfile
+from hotvideo.kafka_admin import ensure_topics, read_all
+from hotvideo.settings import CollectSettings, Settings, Topics
+from ingest.collect.client import BiliClient, GaveUp, Gone, RawArchive
+from ingest.collect.collectors import Collector, replay_raw
+from sink.danmaku import DanmakuStore
+from tests.fake_bilibili import BIG_MID, FakeBilibili
+
+RATE = 20.0
+VIEW = "/x/web-interface/view"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeBilibili]:
+    server = FakeBilibili().start()
+    yield server
+    server.stop()
+    assert not server.violations, server.violations  # UA, buvid and signatures were right throughout
+
+
+def collect_settings(fake: FakeBilibili, **changes: object) -> CollectSettings:
+    """Fast cadences for tests: dense every 1.5 s up to age 600 s, sparse every 3 s up to T = 2 h."""
+    values: dict[str, object] = {
+        "base_url": fake.base_url, "rate": RATE, "burst": 2, "timeout_s": 5, "max_retries": 4,
+        "backoff_base_s": 0.02, "backoff_max_s": 0.2, "zones": list(fake.zones), "discover_interval_s": 4,
+        "discover_page_size": 5, "discover_max_age_s": 3600, "dense_interval_s": 1.5, "dense_window_s": 600,
+        "sparse_interval_s": 3, "track_window_s": 7200, "hotlist_interval_s": 60, "weekly_interval_s": 60,
+        "precious_interval_s": 60, "profile_interval_s": 60, "danmaku_interval_s": 60,
+    }  # fmt: skip
+    return CollectSettings(**(values | changes))
+
+
+def per_second(times: list[float]) -> int:
+    """The most requests inside any one-second window."""
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= 1.0:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def test_rate_limit_holds(fake: FakeBilibili) -> None:
+    client = BiliClient(collect_settings(fake, burst=1))
+    bvids = list(fake.videos)[:60]
+    for bvid in bvids:
+        client.get(VIEW, {"bvid": bvid})
+    client.close()
+    times = [r.at for r in fake.calls(VIEW)]
+    measured = (len(times) - 1) / (times[-1] - times[0])
+    assert len(times) == 60
+    assert RATE * 0.8 < measured <= RATE * 1.05, measured
+    assert per_second(times) <= RATE + 1
+
+
+@pytest.mark.parametrize("fault", [-412, -352, -509, -799, -500, -503, -504, "http412", "http500", "voucher"])
+def test_transient_errors_are_retried(fake: FakeBilibili, fault: int | str) -> None:
+    client = BiliClient(collect_settings(fake))
+    bvid = fake.young[0].bvid
+    fake.inject(VIEW, fault, fault)
+    assert client.get(VIEW, {"bvid": bvid})["bvid"] == bvid
+    assert [r.code for r in fake.calls(VIEW)][-1] == 0 and len(fake.calls(VIEW)) == 3
+    fake.inject(VIEW, *[fault] * 10)
+    with pytest.raises(GaveUp, match="after 4 retries"):
+        client.get(VIEW, {"bvid": bvid})
+    client.close()
+
+
+@pytest.mark.parametrize("code", [-404, 62002, 62004, 62012])
+def test_invisible_videos_are_gone(fake: FakeBilibili, code: int) -> None:
+    client = BiliClient(collect_settings(fake))
+    fake.inject(VIEW, code)
+    with pytest.raises(Gone) as raised:
+        client.get(VIEW, {"bvid": fake.young[0].bvid})
+    assert raised.value.code == code and len(fake.calls(VIEW)) == 1  # not retried
+    client.close()
+
+
+def test_signed_space_call_and_raw_archive(fake: FakeBilibili, tmp_path: Path) -> None:
+    client = BiliClient(collect_settings(fake), RawArchive(tmp_path))
+    params = {"mid": 1, "pn": 1, "ps": 30, "dm_img_list": "[]", "dm_img_str": "AB", "dm_cover_img_str": "CD",
+              "dm_img_inter": '{"ds":[],"wh":[0,0,0],"of":[0,0,0]}'}  # fmt: skip
+    fake.inject("/x/space/wbi/arc/search", -352)  # stale keys: refreshed, signed again
+    assert client.get("/x/space/wbi/arc/search", params, signed=True, space=True)["page"]["count"] == 140
+    client.close()
+    assert len(fake.calls("/x/web-interface/nav")) == 2
+    archived = sorted(tmp_path.rglob("*.json.gz"))
+    assert len(archived) == len(fake.requests)  # spi, nav, search (-352), nav, search
+
+
+def run_for(collector: Collector, seconds: float) -> threading.Thread:
+    thread = threading.Thread(target=collector.run, kwargs={"seconds": seconds}, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+def topics(embedded_broker: EmbeddedBroker) -> Topics:
+    prefix = f"collect-{uuid.uuid4().hex[:8]}"
+    names = Topics(**{f: f"{prefix}.{f}" for f in Topics.model_fields})
+    ensure_topics(embedded_broker.bootstrap, names, partitions=2)
+    return names
+
+
+def test_collect_end_to_end(
+    fake: FakeBilibili, embedded_broker: EmbeddedBroker, topics: Topics, tmp_path: Path
+) -> None:
+    fake.newlist_broken.add(fake.zones[1])  # code 0, no archives: dynamic/region takes over
+    fake.gone.add(fake.young[-1].bvid)
+    for path, faults in {
+        VIEW: [-412, "http500", -799],
+        "/x/web-interface/popular": [-352, -509],
+        "/x/web-interface/card": [-503],
+        "/x/web-interface/ranking/v2": ["http412"],
+        "/x/v1/dm/list.so": ["http500"],
+    }.items():
+        fake.inject(path, *faults)
+    settings = Settings(data_dir=tmp_path, collect=collect_settings(fake))
+    collector = Collector(settings, embedded_broker.bootstrap, topics)
+    run_for(collector, 9.0).join(timeout=30)
+    state = collector.state
+    tracked, gone = state.videos(), state.videos("gone")
+    collector.close()
+
+    young = {v.bvid for v in fake.young}
+    assert set(tracked) | set(gone) == young  # discovered in both zones, nothing lost to errors
+    assert set(gone) == set(fake.gone)
+    gone_calls = fake.calls(VIEW)
+    assert sum(1 for r in gone_calls if r.params["bvid"] in fake.gone) == 1  # dropped after one 62002
+    fallback = {r.params["rid"] for r in fake.calls("/x/web-interface/dynamic/region")}
+    assert fallback == {str(fake.zones[1])}  # only the zone whose newlist came back empty
+
+    snaps = [
+        Snapshot.model_validate_json(r.value or b"")
+        for r in read_all(embedded_broker.bootstrap, topics.snapshot)
+    ]
+    hot = [
+        HotListEntry.model_validate_json(r.value or b"")
+        for r in read_all(embedded_broker.bootstrap, topics.hotlist)
+    ]
+    profiles = [
+        UpProfile.model_validate_json(r.value or b"")
+        for r in read_all(embedded_broker.bootstrap, topics.profile)
+    ]
+
+    # cadence: dense videos (younger than 600 s) polled about every 1.5 s, sparse ones every 3 s
+    for video in fake.young:
+        if video.bvid in fake.gone:
+            continue
+        times = sorted({s.ts for s in snaps if s.bvid == video.bvid})
+        assert len(times) >= 2, video.bvid
+        views = sorted(r.at for r in fake.calls(VIEW) if r.params["bvid"] == video.bvid and r.code == 0)
+        gaps = [b - a for a, b in itertools.pairwise(views)]
+        dense = fake.now0 - video.pubdate < 600
+        assert all(g >= (1.4 if dense else 2.9) for g in gaps), (video.bvid, gaps)
+    # hot lists: every page of popular, tagged by source; his_rank recorded on the snapshot
+    sources = {e.source for e in hot}
+    assert sources == {"popular", "weekly", "precious", "ranking"}
+    popular = [e for e in hot if e.source == "popular"]
+    assert sorted(e.rank for e in popular) == list(range(1, 113))
+    assert any(s.his_rank == 12 for s in snaps)
+    assert len(fake.calls("/x/web-interface/popular/series/one")) == 1
+    # profiles of the uploaders of tracked videos, followers from card or relation/stat
+    owners = {v.mid for v in fake.young if v.mid != BIG_MID}
+    assert owners <= {p.mid for p in profiles}
+    assert fake.calls("/x/relation/stat")
+    # danmaku in the API's table (one fetch per pool here), raw pages replayable into the same labels
+    lines = DanmakuStore(create_engine(settings.sqlite_url)).texts(10_000)
+    fetched = {r.params["oid"] for r in fake.calls("/x/v1/dm/list.so") if r.code == 200}
+    assert fetched and len(lines) == 6 * len(fetched) and "弹幕0 好耶" in lines
+    replayed = [e for e in replay_raw(tmp_path / "collect" / "raw") if isinstance(e, HotListEntry)]
+    assert sorted(e.to_json() for e in replayed) == sorted(e.to_json() for e in hot)
+    # the global rate limit held through all of it
+    assert per_second([r.at for r in fake.requests]) <= RATE + 2
+
+
+def test_restart_keeps_videos_and_does_not_burst(
+    fake: FakeBilibili, embedded_broker: EmbeddedBroker, topics: Topics, tmp_path: Path
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path, collect=collect_settings(fake, dense_interval_s=3, sparse_interval_s=6)
+    )
+    first = Collector(settings, embedded_broker.bootstrap, topics)
+    run_for(first, 3.0).join(timeout=30)
+    before = first.state.videos()
+    first.close()
+    assert set(before) == {v.bvid for v in fake.young}
+
+    restarted_at, restarted_wall = time.monotonic(), time.time()
+    second = Collector(settings, embedded_broker.bootstrap, topics)
+    run_for(second, 4.0).join(timeout=30)
+    after = second.state.videos()
+    second.close()
+    assert set(after) == set(before)  # nothing lost
+    # no burst: in the first second only the videos that were due by then are polled
+    due_in_first_second = sum(1 for due in before.values() if due <= restarted_wall + 1.0)
+    first_second = fake.calls(VIEW, since=restarted_at)
+    assert sum(1 for r in first_second if r.at < restarted_at + 1.0) <= due_in_first_second
+    for path in ("/x/web-interface/popular", "/x/web-interface/popular/series/list", "/x/web-interface/card"):
+        assert not fake.calls(path, since=restarted_at), path  # not due again yet: no re-fetch
+    # and every tracked video is observed again after the restart (by `view` or in a zone list)
+    snaps = [
+        Snapshot.model_validate_json(r.value or b"")
+        for r in read_all(embedded_broker.bootstrap, topics.snapshot)
+    ]
+    assert {s.bvid for s in snaps if s.ts >= int(restarted_wall)} == set(before)
