@@ -85,7 +85,7 @@ class State:
         if mid is not None:
             self.db.execute("INSERT OR IGNORE INTO up (mid, next_due) VALUES (?, ?)", (mid, now))
         if cid is not None:
-            self.add_danmaku(cid, bvid, now + self.cfg.dense_window_s, pubdate + self.cfg.track_window_s)
+            self.add_danmaku(cid, bvid, pubdate + self.cfg.dense_window_s, pubdate + self.cfg.track_window_s)
         return True
 
     def is_tracked(self, bvid: str) -> bool:
