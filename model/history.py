@@ -20,6 +20,11 @@ MAX_HORIZON_S = max(HORIZONS.values())
 AddOutcome = Literal["added", "duplicate", "beyond"]
 
 
+def row_of(snap: Snapshot) -> Row:
+    """The snapshot's counters as a feature row: (ts, view, like, coin, favorite, reply, danmaku, share)."""
+    return (snap.ts, snap.view, snap.like, snap.coin, snap.favorite, snap.reply, snap.danmaku, snap.share)
+
+
 @dataclass(slots=True)
 class VideoHistory:
     """Snapshots up to pubdate + 6 h in time order, plus the static fields the features need."""
@@ -39,16 +44,7 @@ class VideoHistory:
         """Place a snapshot in time order; drop duplicates (same ts) and anything past 6 h."""
         if snap.ts > self.pubdate + MAX_HORIZON_S:
             return "beyond"
-        row: Row = (
-            snap.ts,
-            snap.view,
-            snap.like,
-            snap.coin,
-            snap.favorite,
-            snap.reply,
-            snap.danmaku,
-            snap.share,
-        )
+        row = row_of(snap)
         pos = bisect_right(self.rows, (snap.ts, 2**63))
         if pos and self.rows[pos - 1][0] == snap.ts:
             return "duplicate"

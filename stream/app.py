@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import faust
@@ -29,7 +30,7 @@ from hotvideo.logs import get_logger
 from hotvideo.settings import Settings
 from model.registry import ModelBundle, load_promoted
 from sink.writer import PredictionSink
-from stream.checkpoint import Checkpoint, Checkpointer, StateCache
+from stream.checkpoint import Changelog, Checkpoint, Checkpointer, Records, StateCache
 from stream.scoring import Scorer
 
 log = get_logger(__name__)
@@ -61,6 +62,40 @@ class TopicEmitter:
 
     async def dead(self, letter: DeadLetter) -> None:
         await self.deadletter.send(value=letter.to_json())
+
+
+@dataclass
+class Progress:
+    """Wall-clock throughput of the scoring agent (what a benchmark or a liveness probe reads)."""
+
+    messages: int = 0
+    first_at: float | None = None
+    last_at: float | None = None
+
+    def begin(self) -> None:
+        """A batch starts: the clock of the first one marks the start of the run."""
+        if self.first_at is None:
+            self.first_at = time.time()
+
+    def update(self, n: int) -> None:
+        """A batch of n messages is done."""
+        self.last_at = time.time()
+        self.messages += n
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"messages": self.messages, "first_at": self.first_at, "last_at": self.last_at}
+
+
+def changelog_of(table: Any) -> Changelog:
+    """Send a state record (None: a tombstone) to the table's changelog on the given partition."""
+
+    def send(partition: int, key: bytes, value: Any) -> None:
+        if value is None:
+            table.send_changelog(partition, key, None, value_serializer="raw")
+        else:
+            table.send_changelog(partition, key, value)
+
+    return send
 
 
 def create_app(
@@ -95,22 +130,20 @@ def create_app(
     profiles = app.topic(topics.profile, key_type=bytes, value_type=bytes)
     hotlist = app.topic(topics.hotlist, key_type=bytes, value_type=bytes)
     deadletter = app.topic(topics.deadletter, key_type=bytes, value_type=bytes)
-    state = app.Table("video_state", default=None, key_type=bytes, partitions=settings.partitions)
-
-    def changelog(partition: int, key: bytes, value: Any) -> None:
-        """Record a state change in the table's changelog, on the partition its events came from."""
-        if value is None:
-            state.send_changelog(partition, key, None, value_serializer="raw")
-        else:
-            state.send_changelog(partition, key, value)
-
-    # The cache writes the table's store itself, once per batch (table[key] = v only works per event).
-    checkpointer = Checkpointer(StateCache(state.data, changelog), grace_s=settings.checkpoint_grace_s)
+    headers = app.Table("video_state", default=None, key_type=bytes, partitions=settings.partitions)
+    rows = app.Table("video_rows", default=None, key_type=bytes, partitions=settings.partitions)
+    # The cache writes the tables' stores and changelogs itself, once per batch and to the partition
+    # each video's events came from (`table[key] = value` only works one event at a time).
+    checkpointer = Checkpointer(
+        StateCache(Records(headers.data, changelog_of(headers)), Records(rows.data, changelog_of(rows))),
+        grace_s=settings.checkpoint_grace_s,
+    )
     model = bundle if bundle is not None else load_promoted(settings.model_dir)
     scorer = Scorer(model)
     app.checkpointer = checkpointer  # type: ignore[attr-defined]
 
     out = emitter if emitter is not None else TopicEmitter(predictions, deadletter)
+    progress = Progress()
 
     async def dead(message: Any, reason: str) -> None:
         checkpointer.stats["deadletter"] += 1
@@ -140,6 +173,7 @@ def create_app(
     async def score(stream: Any) -> None:
         """Absorb a batch of events in order, write each touched state once, score all that is due."""
         async for events in stream.take_events(SCORE_BATCH, within=SCORE_WITHIN_S):
+            progress.begin()
             due: list[Checkpoint] = []
             for event in events:
                 try:
@@ -150,6 +184,20 @@ def create_app(
             for pred in scorer.predict(due):
                 await out.prediction(pred)
             checkpointer.stats["messages"] += len(events)
+            progress.update(len(events))
+
+    @app.page("/stats/")
+    async def stats_page(web: Any, request: Any) -> Any:
+        """Counters for benchmarks and health checks: messages, checkpoints, watermarks, queue."""
+        return web.json(
+            {
+                **progress.as_dict(),
+                "counters": dict(checkpointer.stats),
+                "watermarks": {str(p): w for p, w in checkpointer.watermarks.items()},
+                "pending_wakeups": checkpointer.pending(),
+                "cached_videos": len(checkpointer.states.live),
+            }
+        )
 
     async def forget_cached_state(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         """Partitions may move to another worker: from now on the table, not the cache, is the truth."""

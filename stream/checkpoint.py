@@ -16,7 +16,7 @@ from typing import Any
 from hotvideo.events import HotListEntry, Snapshot
 from hotvideo.settings import HORIZONS
 from model.features import Row, VideoStatic
-from model.history import MAX_HORIZON_S, VideoHistory
+from model.history import MAX_HORIZON_S, VideoHistory, row_of
 
 HORIZON_ORDER: tuple[str, ...] = tuple(sorted(HORIZONS, key=HORIZONS.__getitem__))
 
@@ -45,26 +45,40 @@ class VideoState:
     done: bool = False
     """All horizons fired: only a marker is kept (so late snapshots cannot re-fire) until expiry."""
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form; a finished video keeps only its pubdate."""
+    def header(self) -> dict[str, Any]:
+        """The video's record in the state table, without its snapshot rows (they have their own keys).
+
+        It changes a few times in a video's life (first snapshot, each horizon, a hot sighting), so
+        it is written rarely; a finished video keeps only its pubdate.
+        """
         if self.done and self.history is not None:
             return {"done": True, "pubdate": self.history.pubdate, "hot_ts": self.hot_ts}
+        h = self.history
         return {
-            "history": None if self.history is None else self.history.to_dict(),
-            "fired": self.fired,
+            "video": None
+            if h is None
+            else {f: getattr(h, f) for f in ("pubdate", "mid", "tid", "tname", "duration", "title", "tags")},
+            "fired": list(self.fired),  # a copy: callers compare headers before and after a change
             "hot_ts": self.hot_ts,
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> VideoState:
-        if d.get("done"):
-            return cls(history=VideoHistory(pubdate=d["pubdate"]), done=True, hot_ts=d.get("hot_ts"))
-        hist = d.get("history")
-        return cls(
-            history=None if hist is None else VideoHistory.from_dict(hist),
-            fired=list(d.get("fired", [])),
-            hot_ts=d.get("hot_ts"),
-        )
+    def from_records(cls, header: dict[str, Any], rows: list[list[Any]]) -> VideoState:
+        """Rebuild from the header and the row records `[ts, view, …, share, follower]` of one video."""
+        if header.get("done"):
+            return cls(
+                history=VideoHistory(pubdate=header["pubdate"]), done=True, hot_ts=header.get("hot_ts")
+            )
+        video = header.get("video")
+        history = None
+        if video is not None:
+            rows = sorted(rows)
+            history = VideoHistory(
+                rows=[tuple(r[:8]) for r in rows],
+                followers=[(r[0], r[8]) for r in rows if r[8] is not None],
+                **video,
+            )
+        return cls(history=history, fired=list(header.get("fired", [])), hot_ts=header.get("hot_ts"))
 
     def as_of(self, horizon: str) -> int:
         assert self.history is not None
@@ -78,62 +92,122 @@ Changelog = Callable[[int, bytes, Any], None]
 """Records a state change for partition p (a Faust table's `send_changelog`); value None deletes."""
 
 
-class StateCache:
-    """Write-back cache of `VideoState` objects over the state table's store (a Faust Table's, or a dict).
+@dataclass
+class Records:
+    """One table's store plus its changelog: where `StateCache` writes."""
 
-    A video is decoded once, not on every event, and the states a batch changed are written once at
-    `flush()`: ten snapshots of one video in a batch make one changelog record, not ten. Each record
-    goes to the partition the video's events came from, so the table stays co-partitioned with its
-    input topics. Store keys are the raw bvid bytes.
+    data: MutableMapping[bytes, Any]
+    changelog: Changelog | None = None
+
+    def write(self, partition: int, key: bytes, value: Any) -> None:
+        if value is None:
+            self.data.pop(key, None)
+        else:
+            self.data[key] = value
+        if self.changelog is not None:
+            self.changelog(partition, key, value)
+
+
+def _records(given: Records | MutableMapping[bytes, Any] | None) -> Records:
+    if isinstance(given, Records):
+        return given
+    return Records({} if given is None else given)
+
+
+def row_key(bvid: str, ts: int) -> bytes:
+    return f"{bvid}:{ts}".encode()
+
+
+class StateCache:
+    """Write-back cache of `VideoState` objects over two tables: video headers and snapshot rows.
+
+    Each snapshot row is its own record (`bvid:ts`), written once; a video's header is written only
+    when it changes. So the changelog grows by one small record per snapshot, and log compaction
+    keeps every row (an "append to the video's value" record would be compacted away). A video is
+    decoded once, and changes are written at `flush()`, once per batch, each to the partition the
+    video's events came from (the tables stay co-partitioned with the input topics).
     """
 
-    def __init__(self, store: MutableMapping[bytes, Any], changelog: Changelog | None = None) -> None:
-        self.store = store
-        self.changelog = changelog
+    def __init__(
+        self,
+        headers: Records | MutableMapping[bytes, Any] | None = None,
+        rows: Records | MutableMapping[bytes, Any] | None = None,
+    ) -> None:
+        """Plain mappings (or nothing: fresh dicts) give an in-memory cache without a changelog."""
+        # fmt: off
+        self.headers = (
+            headers if isinstance(headers, Records) else Records({} if headers is None else headers)
+        )
+        self.rows = rows if isinstance(rows, Records) else Records({} if rows is None else rows)
+        # fmt: on
         self.live: dict[str, VideoState] = {}
         self.dirty: dict[str, int] = {}
-        """bvid -> partition of every state changed since the last flush."""
+        """bvid -> partition of every header changed since the last flush."""
+        self.new_rows: list[tuple[int, bytes, list[Any] | None]] = []
+        """Row records to write (None deletes one), in order."""
         self.deleted: dict[str, int] = {}
+        self._index: dict[str, list[list[Any]]] | None = None
 
     def get(self, bvid: str) -> VideoState | None:
         state = self.live.get(bvid)
         if state is None and bvid not in self.deleted:
-            raw = self.store.get(bvid.encode())
-            if raw is not None:
-                state = self.live[bvid] = VideoState.from_dict(raw)
+            header = self.headers.data.get(bvid.encode())
+            if header is not None:
+                rows = self._rows_by_video().get(bvid, [])
+                state = self.live[bvid] = VideoState.from_records(header, rows)
         return state
 
+    def _rows_by_video(self) -> dict[str, list[list[Any]]]:
+        """All stored rows grouped by video, built once after a (re)start: misses are rare then."""
+        if self._index is None:
+            self._index = {}
+            for key, value in self.rows.data.items():
+                bvid, _, ts = key.decode().partition(":")
+                self._index.setdefault(bvid, []).append([int(ts), *value])
+        return self._index
+
     def put(self, bvid: str, state: VideoState, partition: int) -> None:
+        """The header changed. A finished video's rows are dropped: nothing will read them again."""
+        if state.done and state.history is not None and state.history.rows:
+            for row in state.history.rows:
+                self.new_rows.append((partition, row_key(bvid, row[0]), None))
+            state.history = VideoHistory(pubdate=state.history.pubdate)
         self.live[bvid] = state
         self.dirty[bvid] = partition
         self.deleted.pop(bvid, None)
 
+    def add_row(self, bvid: str, row: Row, follower: int | None, partition: int) -> None:
+        """A snapshot row joined the video's history."""
+        self.new_rows.append((partition, row_key(bvid, row[0]), [*row[1:], follower]))
+
     def delete(self, bvid: str, partition: int) -> None:
+        """Drop an expired header (a finished marker or a hot-only sighting: neither has rows)."""
         self.live.pop(bvid, None)
         self.dirty.pop(bvid, None)
         self.deleted[bvid] = partition
 
     def flush(self) -> int:
-        """Write every changed state (and delete the expired ones); returns the number of writes."""
-        changes: list[tuple[int, str, dict[str, Any] | None]]
-        changes = [(p, b, self.live[b].to_dict()) for b, p in self.dirty.items()]
-        changes += [(p, b, None) for b, p in self.deleted.items()]
-        for partition, bvid, value in changes:
-            key = bvid.encode()
-            if value is None:
-                self.store.pop(key, None)
-            else:
-                self.store[key] = value
-            if self.changelog is not None:
-                self.changelog(partition, key, value)
+        """Write what changed since the last flush; returns the number of records written."""
+        writes = 0
+        for partition, key, value in self.new_rows:
+            self.rows.write(partition, key, value)
+        writes += len(self.new_rows)
+        for bvid, partition in self.dirty.items():
+            self.headers.write(partition, bvid.encode(), self.live[bvid].header())
+        writes += len(self.dirty)
+        for bvid, partition in self.deleted.items():
+            self.headers.write(partition, bvid.encode(), None)
+        writes += len(self.deleted)
+        self.new_rows.clear()
         self.dirty.clear()
         self.deleted.clear()
-        return len(changes)
+        return writes
 
     def clear(self) -> None:
-        """Forget cached objects (after a rebalance the table, not the cache, is the truth)."""
+        """Forget cached objects (after a rebalance the tables, not the cache, are the truth)."""
         self.flush()
         self.live.clear()
+        self._index = None
 
 
 @dataclass
@@ -157,14 +231,19 @@ class Checkpointer:
         state = self.states.get(snap.bvid) or VideoState()
         before = self._wakeup(state)
         fired: list[Checkpoint] = []
+        new = state.history is None
         if self._track(state, snap, partition):
             assert state.history is not None
+            header = None if new else state.header()
             outcome = state.history.add(snap)
             self.stats[outcome] += 1
-            if outcome == "added" and any(snap.ts <= state.as_of(h) for h in state.fired):
-                self.stats["late"] += 1
+            if outcome == "added":
+                self.states.add_row(snap.bvid, row_of(snap), snap.follower, partition)
+                if any(snap.ts <= state.as_of(h) for h in state.fired):
+                    self.stats["late"] += 1
             fired = self._fire(snap.bvid, state, before=snap.ts)
-            self._save(snap.bvid, state, partition, before)
+            if state.header() != header:
+                self._save(snap.bvid, state, partition, before)
         return fired + self._advance(partition, snap.ts)
 
     def on_hot(self, entry: HotListEntry, partition: int) -> list[Checkpoint]:

@@ -53,13 +53,12 @@ def test_a_gap_in_snapshots_fires_every_horizon_it_jumps_over() -> None:
 
 
 def test_duplicates_are_dropped() -> None:
-    cp, table = make()
+    cp, _ = make()
     cp.on_snapshot(snap(5, 100), 0)
     cp.on_snapshot(snap(5, 999), 0)
-    assert cp.states.flush() == 1
+    assert cp.states.flush() == 2  # the header of a new video and its one row
     assert cp.stats["duplicate"] == 1
-    assert len(table[KEY]["history"]["rows"]) == 1
-    assert table[KEY]["history"]["rows"][0][1] == 100
+    assert cp.states.rows.data == {f"{BVID}:{T0 + 300}".encode(): [100, 5, 1, 1, 0, 0, 0, 1000]}
 
 
 def test_out_of_order_snapshots_before_the_checkpoint_are_placed_in_order() -> None:
@@ -157,6 +156,27 @@ def test_state_survives_a_fresh_cache_over_the_same_table() -> None:
     cp.on_snapshot(snap(10, 100), 0)
     cp.on_snapshot(snap(20, 200), 0)
     cp.states.flush()
-    restarted = Checkpointer(StateCache(table), grace_s=600)
+    restarted = Checkpointer(StateCache(table, cp.states.rows), grace_s=600)
     out = restarted.on_snapshot(snap(70, 700), 0)
     assert [r[1] for r in out[0].rows] == [100, 200]
+
+
+def test_each_snapshot_writes_one_small_row_and_the_header_only_when_it_changes() -> None:
+    cp, table = make()
+    cp.on_snapshot(snap(5, 100), 0)
+    assert cp.states.flush() == 2  # new video: header + row
+    cp.on_snapshot(snap(10, 200), 0)
+    cp.on_snapshot(snap(15, 300), 0)
+    assert cp.states.flush() == 2  # two rows, header unchanged
+    cp.on_snapshot(snap(65, 900), 0)
+    assert cp.states.flush() == 2  # a row, and the header (1h fired)
+    assert table[KEY]["fired"] == ["1h"]
+
+
+def test_a_finished_video_drops_its_rows() -> None:
+    cp, table = make()
+    for minute in (5, 65, 190, 370):
+        cp.on_snapshot(snap(minute, minute * 10), 0)
+    cp.states.flush()
+    assert table[KEY] == {"done": True, "pubdate": T0, "hot_ts": None}
+    assert cp.states.rows.data == {}
