@@ -24,7 +24,9 @@ MAX_COUNT = 10**12
 Bvid = Annotated[str, Field(pattern=BVID_PATTERN, description="Bilibili video id")]
 EpochS = Annotated[int, Field(ge=EARLIEST_TS, le=LATEST_TS, description="UTC epoch seconds")]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
-Mid = Annotated[int, Field(ge=1, le=MAX_COUNT, description="uploader id")]
+MAX_MID = 10**16
+"""Uploader ids are not counts: real ones reach 3.5e15 (seen in the captured hot lists)."""
+Mid = Annotated[int, Field(ge=1, le=MAX_MID, description="uploader id")]
 Horizon = Literal["1h", "3h", "6h"]
 HotSource = Literal["popular", "weekly", "precious", "ranking"]
 PredictionStatus = Literal["scored", "already_hot", "insufficient_data"]

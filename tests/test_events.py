@@ -70,6 +70,7 @@ BAD: list[tuple[type[Event], dict[str, Any], str]] = [
     (Snapshot, {"title": "x" * 600}, "title"),
     (UpProfile, {"follower": -3}, "follower"),
     (UpProfile, {"mid": 0}, "mid"),
+    (UpProfile, {"mid": 10**17}, "mid"),
     (HotListEntry, {"source": "weibo"}, "source"),
     (HotListEntry, {"rank": 0}, "rank"),
     (Prediction, {"horizon": "2h"}, "horizon"),
@@ -105,6 +106,10 @@ def test_bad_event_is_rejected_with_a_reason(model: type[Event], change: dict[st
 def test_garbage_bytes_are_rejected(raw: bytes, needle: str) -> None:
     with pytest.raises(BadEvent, match=needle):
         parse_event(Snapshot, raw)
+
+
+def test_real_sixteen_digit_uploader_ids_are_accepted() -> None:
+    assert parse_event(UpProfile, json.dumps({**GOOD[UpProfile], "mid": 3_546_000_000_000_000})).mid > 10**15
 
 
 def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
