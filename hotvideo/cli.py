@@ -138,6 +138,24 @@ def schemas(
 
 
 @app.command()
+def serve(
+    train_events: Annotated[
+        Path | None,
+        typer.Option(
+            help="event log the promoted model was trained on: builds the short-payload model", exists=True
+        ),
+    ] = None,
+    sample_danmaku: Annotated[
+        bool, typer.Option(help="fill an empty danmaku table with simulated lines (demo only)")
+    ] = False,
+) -> None:
+    """Serve the HTTP API and the dashboard (API_HOST:API_PORT) over the configured stores."""
+    from api.server import serve as run_server
+
+    run_server(get_settings(), train_events, sample_danmaku)
+
+
+@app.command()
 def collect(
     seconds: Annotated[float | None, typer.Option(min=1.0, help="stop after this long")] = None,
 ) -> None:

@@ -1,0 +1,256 @@
+"""The FastAPI app: prediction, live hot list and stream, model metrics, seed 000's analyses, dashboard.
+
+Every input is declared with its constraints, so FastAPI answers bad input with a 422 naming the
+field; a missing model or an unreachable store is a 503 saying what to do, never a bare 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import redis
+from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
+
+from api import analysis
+from api.prototype import PlatformArtifactError
+from api.schemas import HistoryPayload, HotItem, HotList, PredictOut, PredictPayload, Problem
+from api.service import Platform
+from api.words import word_counts
+from hotvideo.events import BVID_PATTERN, Horizon
+from model.registry import ModelRegistryError
+
+STATIC = Path(__file__).parent / "static"
+STREAM_BLOCK_MS = 1000
+"""How long one XREAD waits: also how often a finished client is noticed."""
+ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"model": Problem, "description": "invalid input"},
+    503: {"model": Problem, "description": "model or store unavailable"},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {**ERRORS, 404: {"model": Problem, "description": "unknown"}}
+
+BvidPath = Annotated[str, PathParam(pattern=BVID_PATTERN, description="BV + 10 base58 characters")]
+MidPath = Annotated[str, PathParam(pattern=r"^[1-9][0-9]{0,19}$", description="uploader UID")]
+
+
+def _problem(status: int, detail: Any, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": detail, "message": message})
+
+
+def _first_error(exc: RequestValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "invalid request"
+    err = errors[0]
+    where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",)) or "request"
+    return f"{where}: {err.get('msg', 'invalid')}"
+
+
+def create_app(platform: Platform) -> FastAPI:
+    """The app over one Platform (stores + model)."""
+    app = FastAPI(
+        title="hotvideo platform",
+        version="0.1.0",
+        description="Bilibili 热门预测与UP主分析平台: predictions, live hot list, UP and hot-video analysis.",
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = json.loads(json.dumps(exc.errors(), default=str))
+        return _problem(422, detail, _first_error(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return _problem(exc.status_code, exc.detail, str(exc.detail))
+
+    @app.exception_handler(ModelRegistryError)
+    @app.exception_handler(PlatformArtifactError)
+    async def no_model(_: Request, exc: Exception) -> JSONResponse:
+        return _problem(503, "model unavailable", str(exc))
+
+    @app.exception_handler(redis.RedisError)
+    @app.exception_handler(SQLAlchemyError)
+    async def store_down(_: Request, exc: Exception) -> JSONResponse:
+        return _problem(
+            503, "store unavailable", f"{type(exc).__name__}: the store did not answer; retry later"
+        )
+
+    @app.post("/predict", response_model=PredictOut, responses=ERRORS, tags=["predict"])
+    def predict(body: Annotated[PredictPayload, Body()]) -> PredictOut:
+        """Seed 000's short body (点赞率, 弹幕率, 评论率, 投币率, hour, weekday, duration) is scored by the
+        short-payload prototype; a body with `snapshots` and `horizon` by the promoted ONNX model."""
+        if isinstance(body, HistoryPayload):
+            return platform.predict_history(body)
+        return platform.predict_short(body)
+
+    @app.get("/videos/{bvid}", responses=NOT_FOUND, tags=["videos"])
+    def get_video(bvid: BvidPath) -> dict[str, Any]:
+        """The video, its early metrics per checkpoint, its predictions per horizon (SQL) and live (Redis)."""
+        found = platform.video(bvid)
+        if found is None:
+            raise HTTPException(404, f"video {bvid} is not known")
+        return found
+
+    @app.get("/hot", response_model=HotList, responses=ERRORS, tags=["live"])
+    def hot(
+        horizon: Annotated[Horizon, Query(description="1h, 3h or 6h")] = "1h",
+        n: Annotated[int, Query(ge=1, le=200)] = 20,
+    ) -> HotList:
+        """The live hot list from Redis: the most probable videos of the horizon, best first."""
+        top = platform.redis.hot_list(horizon, n)
+        titles = platform.titles([b for b, _ in top])
+        items = []
+        for rank, (bvid, prob) in enumerate(top, start=1):
+            live = platform.redis.video(bvid)
+            title, zone = titles.get(bvid, (None, None))
+            as_of = live.get(f"{horizon}:as_of")
+            items.append(
+                HotItem(
+                    rank=rank,
+                    bvid=bvid,
+                    prob=prob,
+                    level=live.get(f"{horizon}:level"),
+                    play_range=live.get(f"{horizon}:play_range"),
+                    as_of=None if as_of is None else int(as_of),
+                    title=title,
+                    category=zone,
+                )
+            )
+        return HotList(horizon=horizon, size=platform.redis.hot_list_size(horizon), items=items)
+
+    @app.get(
+        "/stream",
+        responses={
+            200: {"content": {"text/event-stream": {}}, "description": "SSE of predictions"},
+            **ERRORS,
+        },
+        response_class=StreamingResponse,
+        tags=["live"],
+    )
+    async def stream(
+        request: Request,
+        horizon: Annotated[Horizon | None, Query()] = None,
+        min_prob: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+        from_beginning: Annotated[bool, Query(description="replay the stream from its oldest entry")] = False,
+        limit: Annotated[int | None, Query(ge=1, le=100_000, description="close after this many")] = None,
+    ) -> StreamingResponse:
+        """Live predictions as Server-Sent Events (`event: prediction`, data = the prediction JSON)."""
+        store = platform.redis
+        start = "0" if from_beginning else (await asyncio.to_thread(_last_id, store.client, store.stream_key))
+
+        async def events() -> AsyncIterator[str]:
+            last, sent = start, 0
+            yield ": connected\n\n"
+            while not await request.is_disconnected():
+                batch = await asyncio.to_thread(
+                    store.client.xread, {store.stream_key: last}, count=100, block=STREAM_BLOCK_MS
+                )
+                if not batch:
+                    yield ": keep-alive\n\n"
+                    continue
+                for entry_id, fields in batch[0][1]:
+                    last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    raw = fields.get(b"prediction", fields.get("prediction"))
+                    pred = json.loads(raw)
+                    if (horizon and pred["horizon"] != horizon) or (pred.get("prob") or 0.0) < min_prob:
+                        continue
+                    yield f"id: {last}\nevent: prediction\ndata: {json.dumps(pred, ensure_ascii=False)}\n\n"
+                    sent += 1
+                    if limit is not None and sent >= limit:
+                        return
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+
+    @app.get("/model/metrics", responses=ERRORS, tags=["model"])
+    def model_metrics() -> dict[str, Any]:
+        """metrics.json per version and horizon (accuracy, recall, …), ROC/PR curves, the short model."""
+        return platform.model_metrics()
+
+    @app.get("/overview", responses=ERRORS, tags=["analysis"])
+    def overview() -> dict[str, Any]:
+        """Daily active UPs (uploaders who published), average daily views, watch-duration proxy, goal."""
+        return analysis.overview(platform.facts.get())
+
+    @app.get("/ups", responses=ERRORS, tags=["ups"])
+    def ups(
+        uid: Annotated[str | None, Query(pattern=r"^[1-9][0-9]{0,19}$")] = None,
+        name: Annotated[str | None, Query(max_length=64)] = None,
+        min_followers: Annotated[int | None, Query(ge=0, le=10**12)] = None,
+        max_followers: Annotated[int | None, Query(ge=0, le=10**12)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        """Filter UPs by UID, name (substring) and follower range."""
+        if min_followers is not None and max_followers is not None and min_followers > max_followers:
+            raise HTTPException(422, "min_followers is greater than max_followers")
+        return analysis.find_ups(platform.facts.get(), uid, name, min_followers, max_followers, limit)
+
+    @app.get("/ups/engagement", responses=ERRORS, tags=["ups"])
+    def ups_engagement() -> dict[str, Any]:
+        """Potential-UP analysis: scatter (followers vs engagement) and box plots per follower tier."""
+        return analysis.engagement(platform.facts.get())
+
+    @app.get("/ups/clusters", responses=ERRORS, tags=["ups"])
+    def ups_clusters(k: Annotated[int, Query(ge=1, le=10)] = 4) -> dict[str, Any]:
+        """KMeans on seed 000's UP features, with a description of each cluster."""
+        return analysis.clusters(platform.facts.get(), k)
+
+    @app.get("/ups/{mid}", responses=NOT_FOUND, tags=["ups"])
+    def up_detail(mid: MidPath, latest: Annotated[int, Query(ge=1, le=100)] = 10) -> dict[str, Any]:
+        """One UP's detail card with its latest videos."""
+        card = analysis.up_detail(platform.facts.get(), mid, latest)
+        if card is None:
+            raise HTTPException(404, f"UP {mid} is not known")
+        return card
+
+    @app.get("/ups/{mid}/history", responses=NOT_FOUND, tags=["ups"])
+    def up_history(mid: MidPath) -> dict[str, Any]:
+        """Followers, views and engagement rate over time."""
+        history = analysis.up_history(platform.facts.get(), mid)
+        if history is None:
+            raise HTTPException(404, f"UP {mid} is not known")
+        return history
+
+    @app.get("/analysis/heatmap", responses=ERRORS, tags=["analysis"])
+    def heatmap() -> dict[str, Any]:
+        """Average views by publish hour × weekday (Beijing time)."""
+        return analysis.heatmap(platform.facts.get())
+
+    @app.get("/analysis/wordcloud", responses=ERRORS, tags=["analysis"])
+    def wordcloud(
+        top: Annotated[int, Query(ge=1, le=500)] = 100,
+        lines: Annotated[int, Query(ge=1, le=200_000, description="newest danmaku lines read")] = 20_000,
+    ) -> dict[str, Any]:
+        """Danmaku word frequencies (jieba, stop words removed) from the `danmaku` table."""
+        texts = platform.danmaku.texts(lines)
+        return {"lines": len(texts), "words": [{"name": w, "value": c} for w, c in word_counts(texts, top)]}
+
+    @app.get("/analysis/zones", responses=ERRORS, tags=["analysis"])
+    def zone_ranking() -> dict[str, Any]:
+        """Zones ranked by video count, with average views."""
+        return analysis.zones(platform.facts.get())
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _last_id(client: redis.Redis, key: str) -> str:
+    """The newest entry id of the stream ('0-0' when empty): a live subscriber starts after it."""
+    newest = client.xrevrange(key, count=1)
+    if not newest:
+        return "0-0"
+    entry_id = newest[0][0]
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

@@ -1,0 +1,49 @@
+"""`hotvideo serve`: the API and dashboard on uvicorn, over the configured (or embedded) stores."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+
+import redis
+import uvicorn
+
+from api.app import create_app
+from api.prototype import ARTIFACT, build_artifact
+from api.sample_danmaku import fill_sample_danmaku
+from api.service import Platform
+from hotvideo.embedded import EmbeddedRedis
+from hotvideo.logs import get_logger
+from hotvideo.settings import Settings
+from ingest.eventlog import read_events
+from sink.redis_store import RedisStore
+from sink.sql import SqlStore
+
+log = get_logger(__name__)
+
+
+def serve(settings: Settings, train_events: Path | None, sample_danmaku: bool) -> None:
+    """Build the platform artifact if asked, then serve until interrupted.
+
+    With REDIS_URL unset the embedded Redis of DATA_DIR is started (the one `hotvideo demo` filled).
+    """
+    with ExitStack() as stack:
+        redis_url = (
+            settings.redis_url or stack.enter_context(EmbeddedRedis(settings.data_dir / "embedded")).url
+        )
+        store = RedisStore(
+            redis.Redis.from_url(redis_url),
+            settings.redis_prefix,
+            settings.redis_ttl_s,
+            settings.redis_hotlist_size,
+            settings.redis_stream_maxlen,
+        )
+        platform = Platform(SqlStore(settings.database_url or settings.sqlite_url), store, settings.model_dir)
+        if train_events is not None:
+            bundle = platform.bundle()
+            if not (settings.model_dir / bundle.version / ARTIFACT).exists():
+                build_artifact(read_events(train_events), bundle, settings.model_dir, str(train_events))
+        if sample_danmaku:
+            log.info("sample danmaku written", lines=fill_sample_danmaku(platform.sql.engine))
+        log.info("serving", url=f"http://{settings.api_host}:{settings.api_port}/")
+        uvicorn.run(create_app(platform), host=settings.api_host, port=settings.api_port, log_level="warning")

