@@ -90,13 +90,67 @@ def train(
     events: Annotated[Path, typer.Option(help="event log to learn from", exists=True)],
     out: Annotated[Path | None, typer.Option(help="model directory (default MODEL_DIR)")] = None,
     seed: Annotated[int, typer.Option()] = 0,
+    n_boot: Annotated[int, typer.Option(min=0, help="bootstrap resamples of the metrics' intervals")] = 1000,
+    write_labels: Annotated[bool, typer.Option(help="also write video_label rows to DATABASE_URL")] = False,
 ) -> None:
-    """Train one model per horizon from an event log, export to ONNX and promote it."""
+    """Train one model per horizon from an event log: ONNX models, metrics.json, model card; promote."""
     from ingest.eventlog import read_events
+    from model.dataset import datasets_from, observe
+    from model.labels import DEFAULT_WINDOW_S
     from model.train import train as train_models
 
-    version = train_models(read_events(events), out or get_settings().model_dir, seed=seed)
+    settings = get_settings()
+    observed = observe(read_events(events), DEFAULT_WINDOW_S)
+    if write_labels:
+        from model.sqldata import write_labels as store_labels
+        from sink.sql import SqlStore
+
+        store = SqlStore(settings.database_url or settings.sqlite_url)
+        typer.echo(f"wrote {store_labels(store, observed.labels())} video_label rows")
+        store.close()
+    version = train_models(datasets_from(observed), out or settings.model_dir, seed=seed, n_boot=n_boot)
     typer.echo(f"promoted model version {version}")
+
+
+@app.command()
+def evaluate(
+    events: Annotated[Path, typer.Option(help="labelled event log to score", exists=True)],
+    model: Annotated[Path | None, typer.Option(help="model directory (default MODEL_DIR)")] = None,
+    out: Annotated[Path | None, typer.Option(help="default <model>/<version>/evaluations/<log>")] = None,
+    n_boot: Annotated[int, typer.Option(min=0, help="bootstrap resamples of the metrics' intervals")] = 1000,
+) -> None:
+    """Score an event log with the promoted model and its baselines; write metrics.json and a card."""
+    from model.evaluate import evaluate_log
+
+    path = evaluate_log(model or get_settings().model_dir, events, out, n_boot=n_boot)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def subscribe(
+    horizon: Annotated[list[str] | None, typer.Option(help="only these horizons (repeatable)")] = None,
+    min_prob: Annotated[float, typer.Option(min=0.0, max=1.0, help="only predictions at least this")] = 0.0,
+    from_beginning: Annotated[bool, typer.Option(help="start at the oldest prediction")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="stop after this many")] = None,
+) -> None:
+    """Print predictions from the prediction topic as they arrive."""
+    from hotvideo.subscribe import follow
+
+    unknown = set(horizon or []) - set(HORIZONS)
+    if unknown:
+        raise typer.BadParameter(f"unknown horizon {sorted(unknown)}; choose from {list(HORIZONS)}")
+    settings = get_settings()
+    if settings.kafka_bootstrap is None:
+        raise typer.BadParameter("set KAFKA_BOOTSTRAP to the broker the worker writes to")
+    for line in follow(
+        settings.kafka_bootstrap,
+        settings.topics.prediction,
+        horizons=set(horizon or HORIZONS),
+        min_prob=min_prob,
+        from_beginning=from_beginning,
+        limit=limit,
+    ):
+        typer.echo(line)
 
 
 @app.command()

@@ -13,11 +13,40 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hotvideo.events import EarlyMetrics
+from hotvideo.events import EarlyMetrics, UpProfile
 
 COUNT_FIELDS = ("view", "like", "coin", "favorite", "reply", "danmaku", "share")
 Row = tuple[int, int, int, int, int, int, int, int]
 """(ts, view, like, coin, favorite, reply, danmaku, share), in COUNT_FIELDS order after ts."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpStats:
+    """The uploader's profile (seed 000's UP features, seed 001's `up_profile`) as of one observation.
+
+    The caller picks the latest observation at or before as_of (`model.history.UpHistory.at`); a
+    later one could already count this video among the uploader's hot videos.
+    """
+
+    follower: int
+    archive_count: int
+    total_view: int
+    total_like: int | None = None
+    historical_avg_view: float | None = None
+    historical_popular_count: int | None = None
+    account_age_days: int | None = None
+
+    @classmethod
+    def of(cls, profile: UpProfile) -> UpStats:
+        return cls(
+            follower=profile.follower,
+            archive_count=profile.archive_count,
+            total_view=profile.total_view,
+            total_like=profile.total_like,
+            historical_avg_view=profile.historical_avg_view,
+            historical_popular_count=profile.historical_popular_count,
+            account_age_days=profile.account_age_days,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +110,16 @@ FEATURE_NAMES: tuple[str, ...] = (
     "pub_weekday_cos",
     *(f"zone_{zone}" for zone in MAIN_ZONES),
     "zone_other",
+    "has_profile",
+    "up_log_follower",
+    "up_log_total_view",
+    "up_like_rate",
+    "up_log_archive_count",
+    "up_log_avg_view",
+    "up_log_popular_count",
+    "up_popular_share",
+    "up_log_account_age_days",
+    "up_relative_view",
 )
 _ZONE_SLOT = {zone: i for i, zone in enumerate(MAIN_ZONES)}
 
@@ -143,11 +182,42 @@ def early_metrics(rows: Sequence[Row], video: VideoStatic, as_of: int) -> EarlyM
     )
 
 
-def feature_vector(rows: Sequence[Row], video: VideoStatic, as_of: int) -> list[float]:
+def _up_features(up: UpStats | None, view: int) -> list[float]:
+    """Seed 000's UP features and seed 001's profile fields; all 0 with has_profile 0 when unknown.
+
+    `up_relative_view` compares this video's views with the uploader's usual ones: a video far above
+    its uploader's average is the early sign of a breakout, whatever the uploader's size.
+    """
+    if up is None:
+        return [0.0] * 10
+    archives = up.archive_count
+    avg_view = up.historical_avg_view
+    if avg_view is None:
+        avg_view = up.total_view / archives if archives > 0 else 0.0
+    popular = up.historical_popular_count or 0
+    like = up.total_like
+    return [
+        1.0,
+        _log1p10(up.follower),
+        _log1p10(up.total_view),
+        like / up.total_view if like is not None and up.total_view > 0 else 0.0,
+        _log1p10(archives),
+        _log1p10(avg_view),
+        _log1p10(popular),
+        min(popular / archives, 1.0) if archives > 0 else 0.0,
+        _log1p10(up.account_age_days or 0),
+        _log1p10(view) - _log1p10(avg_view),
+    ]
+
+
+def feature_vector(
+    rows: Sequence[Row], video: VideoStatic, as_of: int, up: UpStats | None = None
+) -> list[float]:
     """FEATURE_NAMES values at as_of from rows sorted by ts; every value finite, missing ones 0.
 
     Rates and the growth shape use the observed span (publication to the last visible row), so a
-    late or missing snapshot shows up in `hours_since_last` instead of faking a slowdown.
+    late or missing snapshot shows up in `hours_since_last` instead of faking a slowdown. `up` is the
+    uploader's profile as of as_of (None: unknown, has_profile 0).
     """
     n = _visible(rows, as_of)
     last = rows[n - 1]
@@ -185,4 +255,5 @@ def feature_vector(rows: Sequence[Row], video: VideoStatic, as_of: int) -> list[
     zone = zone_of(video.tid)
     zones[len(MAIN_ZONES) if zone is None else _ZONE_SLOT[zone]] = 1.0
     out += zones
+    out += _up_features(up, view)
     return out

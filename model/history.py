@@ -7,17 +7,21 @@ from an event log, so both paths hand `feature_vector` identical rows (zero trai
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from hotvideo.events import Snapshot
+from hotvideo.events import Snapshot, UpProfile
 from hotvideo.settings import HORIZONS
-from model.features import Row, VideoStatic
+from model.features import Row, UpStats, VideoStatic
 
 MAX_HORIZON_S = max(HORIZONS.values())
 """Snapshots later than pubdate + the longest horizon never feed a feature: they are not kept."""
 
 AddOutcome = Literal["added", "duplicate", "beyond"]
+
+ProfileLookup = Callable[[int, int], UpStats | None]
+"""(mid, as_of) -> the uploader's profile as of as_of, None when none was observed by then."""
 
 
 def row_of(snap: Snapshot) -> Row:
@@ -100,3 +104,36 @@ class VideoHistory:
             title=d.get("title"),
             tags=d.get("tags"),
         )
+
+
+@dataclass(slots=True)
+class UpHistory:
+    """One uploader's profile observations in time order, for the stream's profile table and training.
+
+    A checkpoint at as_of uses the latest observation with ts <= as_of: a later profile may already
+    count the video being scored among the uploader's hot videos (seed 001's leakage rule).
+    """
+
+    seen: list[tuple[int, UpStats]] = field(default_factory=list)
+
+    def add(self, profile: UpProfile) -> bool:
+        """Place an observation in time order; a second one with the same ts is dropped (first wins)."""
+        pos = bisect_right(self.seen, profile.ts, key=lambda item: item[0])
+        if pos and self.seen[pos - 1][0] == profile.ts:
+            return False
+        self.seen.insert(pos, (profile.ts, UpStats.of(profile)))
+        return True
+
+    def at(self, as_of: int) -> UpStats | None:
+        """The profile as known at as_of."""
+        pos = bisect_right(self.seen, as_of, key=lambda item: item[0])
+        return self.seen[pos - 1][1] if pos else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for a table keyed by mid."""
+        return {"seen": [[ts, asdict(stats)] for ts, stats in self.seen]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UpHistory:
+        """Inverse of `to_dict`."""
+        return cls(seen=[(ts, UpStats(**stats)) for ts, stats in d["seen"]])

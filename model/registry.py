@@ -19,6 +19,8 @@ import onnxruntime as ort
 
 from hotvideo.logs import get_logger
 from model.features import FEATURE_NAMES
+from model.onnx_io import make_session, predict_proba, predict_quantiles
+from model.quantiles import play_range
 
 log = get_logger(__name__)
 
@@ -26,31 +28,11 @@ PROMOTED_FILE = "PROMOTED"
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 METRICS_FILE = "metrics.json"
-INPUT_NAME = "X"
-PROB_OUTPUT = "probabilities"
+PLAY_RANGE_FILE = "play_range.onnx"
 
 
 class ModelRegistryError(RuntimeError):
     """No usable promoted model: the message says what to do about it."""
-
-
-def make_session(model: bytes | Path) -> ort.InferenceSession:
-    """One single-threaded, sequential CPU session: several workers share the cores (NOTES.md)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
-
-
-def predict_proba(session: ort.InferenceSession, X: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """P(hot) per row; rows must follow FEATURE_NAMES."""
-    x = np.ascontiguousarray(X, dtype=np.float32)
-    if x.ndim != 2 or x.shape[1] != len(FEATURE_NAMES):
-        raise ValueError(f"expected shape (n, {len(FEATURE_NAMES)}), got {x.shape}")
-    (probs,) = session.run([PROB_OUTPUT], {INPUT_NAME: x})
-    return np.asarray(probs[:, 1], dtype=np.float64)
 
 
 def promote(model_dir: Path, version: str) -> None:
@@ -68,6 +50,8 @@ class _HorizonModel:
     threshold: float
     levels: tuple[tuple[str, float], ...]
     """(level name, minimum probability), highest first; the last minimum is 0."""
+    quantiles: ort.InferenceSession
+    """log10 final-view quantiles 10/50/90 % (model.quantiles)"""
     metadata: dict[str, Any]
 
 
@@ -113,6 +97,7 @@ def _load(model_dir: Path, version: str, stamp: tuple[int, int]) -> _Loaded:
             session=make_session(meta_path.parent / MODEL_FILE),
             threshold=float(meta["threshold"]),
             levels=tuple((lv["level"], float(lv["min_prob"])) for lv in meta["levels"]),
+            quantiles=make_session(meta_path.parent / PLAY_RANGE_FILE),
             metadata=meta,
         )
     return _Loaded(version, horizons, stamp)
@@ -155,6 +140,11 @@ class ModelBundle:
         """高热 / 中热 / 普通 for a probability."""
         levels = self._horizon(horizon).levels
         return next((name for name, low in levels if prob >= low), levels[-1][0])
+
+    def play_range(self, horizon: str, X: npt.ArrayLike) -> list[str]:
+        """Predicted final views per row as a range name ("1w-10w", "10w+"), from the 10–90 % quantiles."""
+        q = predict_quantiles(self._horizon(horizon).quantiles, X)
+        return [play_range(lo, hi) for lo, _, hi in q]
 
     def metadata(self, horizon: str) -> dict[str, Any]:
         """The horizon's metadata.json (metrics, training span, parameters)."""

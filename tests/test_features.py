@@ -14,6 +14,7 @@ from model.features import (
     FEATURE_NAMES,
     MAIN_ZONES,
     Row,
+    UpStats,
     VideoStatic,
     early_metrics,
     feature_vector,
@@ -68,9 +69,45 @@ def test_hand_computed_example() -> None:
         "pub_weekday_cos": 1.0,
         **{f"zone_{z}": float(z == 4) for z in MAIN_ZONES},  # tid 17 单机游戏 is in 4 游戏
         "zone_other": 0.0,
+        **{name: 0.0 for name in FEATURE_NAMES if name == "has_profile" or name.startswith("up_")},
     }
     assert list(got) == list(expected)
     assert got == pytest.approx(expected, abs=1e-12)
+
+
+def test_up_profile_features() -> None:
+    up = UpStats(
+        follower=99_999,
+        archive_count=50,
+        total_view=999_999,
+        total_like=40_000,
+        historical_avg_view=9_999.0,
+        historical_popular_count=5,
+        account_age_days=999,
+    )
+    got = {k: v for k, v in named_with(ROWS, VIDEO, PUB + 3600, up).items() if k.startswith("up_")}
+    assert named_with(ROWS, VIDEO, PUB + 3600, up)["has_profile"] == 1.0
+    assert got == pytest.approx(
+        {
+            "up_log_follower": 5.0,
+            "up_log_total_view": 6.0,
+            "up_like_rate": 0.04,
+            "up_log_archive_count": math.log10(51),
+            "up_log_avg_view": 4.0,
+            "up_log_popular_count": math.log10(6),
+            "up_popular_share": 0.1,
+            "up_log_account_age_days": 3.0,
+            "up_relative_view": math.log10(1001) - 4.0,  # this video's views against the usual ones
+        },
+        abs=1e-6,
+    )
+    bare = named_with(ROWS, VIDEO, PUB + 3600, UpStats(follower=0, archive_count=4, total_view=4000))
+    assert bare["up_log_avg_view"] == pytest.approx(math.log10(1001))  # total_view / archive_count
+    assert bare["up_like_rate"] == 0.0 and bare["up_popular_share"] == 0.0
+
+
+def named_with(rows: list[Row], video: VideoStatic, as_of: int, up: UpStats) -> dict[str, float]:
+    return dict(zip(FEATURE_NAMES, feature_vector(rows, video, as_of, up), strict=True))
 
 
 def test_early_metrics_match_the_last_visible_row() -> None:

@@ -12,18 +12,11 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from hotvideo.events import Event, HotListEntry, UpProfile
+from model.classifiers import ExportParityError, check_parity, export_onnx, snap_thresholds_to_float32
 from model.dataset import Dataset, build_datasets
 from model.features import FEATURE_NAMES, MAIN_ZONES, VideoStatic, feature_vector
 from model.registry import ModelRegistryError, load_promoted, promote
-from model.train import (
-    ExportParityError,
-    TrainingError,
-    best_f1_threshold,
-    check_parity,
-    export_onnx,
-    snap_thresholds_to_float32,
-    train,
-)
+from model.train import TrainingError, best_f1_threshold, train
 from tests.factories import T0, hot, snap
 
 DAY = 86_400
@@ -111,6 +104,7 @@ def synthetic(horizon: str, n: int, seed: int) -> Dataset:
         np.array([bvid(i) for i in range(n)]),
         T0 + 120 * np.arange(n, dtype=np.int64),
         rng.choice(MAIN_ZONES, n).astype(np.int64),
+        10 ** (3 + X[:, FEATURE_NAMES.index("log_view")].astype(np.float64) + 0.3 * rng.normal(size=n)),
     )
 
 
@@ -122,7 +116,7 @@ def datasets() -> dict[str, Dataset]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, datasets: dict[str, Dataset]) -> Path:
     out = tmp_path_factory.mktemp("models")
-    train(datasets, out, seed=0)
+    train(datasets, out, seed=0, n_boot=50)
     return out
 
 
@@ -139,19 +133,29 @@ def test_train_writes_a_promoted_version(trained: Path) -> None:
         thr = meta["threshold"]
         assert [lv["min_prob"] for lv in meta["levels"]] == [thr, thr / 2, 0.0]
         m = meta["metrics"]
-        assert m["roc_auc"] > 0.75  # the signal is learnable
-        assert m["onnx_max_abs_diff"] <= 1e-4
-        for key in ("pr_auc", "accuracy", "precision", "recall", "f1", "brier", "n_train", "n_test"):
-            assert key in m
-        assert m["n_test"] == 200 and m["positives"] > 0
-        assert m["train_span"]["pubdate_max"] < m["test_span"]["pubdate_min"]  # time-based split
+        assert m["model"]["roc_auc"] > 0.75  # the signal is learnable
+        assert max(m["onnx_max_abs_diff"].values()) <= 1e-4
+        for block in ("model", "baseline_sh", "baseline_prototype"):
+            for key in ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "brier"):
+                assert m[block][key] is not None and m["matched"][block][key] is not None
+                lo, hi = m[block]["ci95"][key]
+                assert lo <= m[block][key] <= hi or key == "brier"
+        assert m["chosen"] in m["candidates_val_pr_auc"]
+        assert m["n_test"] == 200 and m["model"]["positives"] > 0
+        assert m["train_span"]["pubdate_max"] < m["val_span"]["pubdate_min"]  # time-based split
+        assert m["val_span"]["pubdate_max"] < m["test_span"]["pubdate_min"]
+        assert set(meta["baselines"]) == {"baseline_sh", "baseline_prototype"}
+        for name in ("model.onnx", "baseline_sh.onnx", "baseline_prototype.onnx", "play_range.onnx"):
+            assert (trained / version / h / name).stat().st_size > 0
+    for name in ("model_card.md", "roc.png", "pr.png", "calibration.png", "importance.png"):
+        assert (trained / version / name).stat().st_size > 0
 
 
 def test_same_data_and_seed_give_the_same_artifacts(
     trained: Path, datasets: dict[str, Dataset], tmp_path: Path
 ) -> None:
     first = (trained / "PROMOTED").read_text().strip()
-    again = train(datasets, tmp_path, seed=0)
+    again = train(datasets, tmp_path, seed=0, n_boot=50)
     assert again.split("-")[1] == first.split("-")[1]
     for h in ("1h", "3h", "6h"):
         onnx = f"{h}/model.onnx"
@@ -165,6 +169,8 @@ def test_registry_scores_and_levels(trained: Path, datasets: dict[str, Dataset])
     assert bundle.horizons == ("1h", "3h", "6h")
     probs = bundle.score("1h", datasets["1h"].X[:50])
     assert probs.shape == (50,) and np.all((probs >= 0) & (probs <= 1))
+    ranges = bundle.play_range("1h", datasets["1h"].X[:50])
+    assert len(ranges) == 50 and all(re.fullmatch(r"[0-9千w]+(-[0-9千w]+|\+)", r) for r in ranges)
     one_row = bundle.score("1h", datasets["1h"].X[:1].astype(np.float64))  # cast, not refused
     assert one_row[0] == pytest.approx(probs[0])
     thr = bundle.threshold("3h")
@@ -182,7 +188,7 @@ def test_registry_reloads_a_new_promotion(trained: Path, datasets: dict[str, Dat
     bundle = load_promoted(trained)
     old = bundle.version
     assert bundle.reload_if_changed() is False  # nothing changed: one stat()
-    new = train(datasets, trained, seed=1)
+    new = train(datasets, trained, seed=1, n_boot=0)
     assert new != old
     assert bundle.reload_if_changed() is True and bundle.version == new
     (trained / "PROMOTED").write_text("no-such-version\n")
@@ -216,7 +222,7 @@ def test_too_few_positives_fail_clearly(tmp_path: Path) -> None:
     ds.y[:] = 0
     ds.y[:3] = 1
     with pytest.raises(TrainingError, match="larger world"):
-        train({"1h": ds}, tmp_path)
+        train({"1h": ds}, tmp_path, n_boot=0)
     assert not (tmp_path / "PROMOTED").exists()
 
 
@@ -268,10 +274,10 @@ def generated_world(videos: int, seed: int) -> list[Event]:
 
 
 def test_train_from_events_end_to_end(tmp_path: Path) -> None:
-    version = train(generated_world(300, 0), tmp_path, seed=0, match_ratio=5)
+    version = train(generated_world(300, 0), tmp_path, seed=0, match_ratio=5, n_boot=20)
     bundle = load_promoted(tmp_path)
     assert bundle.version == version
     for h in ("1h", "3h", "6h"):
         metrics = bundle.metadata(h)["metrics"]
-        assert metrics["roc_auc"] > 0.9  # quality drives both early views and hotness
+        assert metrics["model"]["roc_auc"] > 0.9  # quality drives both early views and hotness
         assert metrics["excluded"] == {"unknown_label": 0, "already_hot": 0, "insufficient_data": 0}
