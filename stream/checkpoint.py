@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +72,7 @@ class VideoState:
         video = header.get("video")
         history = None
         if video is not None:
-            rows = sorted(rows)
+            rows = sorted({r[0]: r for r in rows}.values())  # a chunk written twice repeats rows
             history = VideoHistory(
                 rows=[tuple(r[:8]) for r in rows],
                 followers=[(r[0], r[8]) for r in rows if r[8] is not None],
@@ -114,18 +114,16 @@ def _records(given: Records | MutableMapping[bytes, Any] | None) -> Records:
     return Records({} if given is None else given)
 
 
-def row_key(bvid: str, ts: int) -> bytes:
-    return f"{bvid}:{ts}".encode()
-
-
 class StateCache:
-    """Write-back cache of `VideoState` objects over two tables: video headers and snapshot rows.
+    """Write-back cache of `VideoState` objects over two tables: video headers and row chunks.
 
-    Each snapshot row is its own record (`bvid:ts`), written once; a video's header is written only
-    when it changes. So the changelog grows by one small record per snapshot, and log compaction
-    keeps every row (an "append to the video's value" record would be compacted away). A video is
-    decoded once, and changes are written at `flush()`, once per batch, each to the partition the
-    video's events came from (the tables stay co-partitioned with the input topics).
+    A video's header changes a few times in its life and is written then. Its snapshot rows are
+    written as chunks: at each flush, the rows that arrived in the batch become one record per
+    partition, keyed `partition:first offset of the batch` (unique, and the same again if a batch
+    is processed twice after a crash). So the changelog gains a few records per batch, not one per
+    event, and log compaction keeps every chunk. A chunk is tombstoned once every video in it has
+    finished. Changes go to the partition the video's events came from, so the tables stay
+    co-partitioned with the input topics.
     """
 
     def __init__(
@@ -134,43 +132,62 @@ class StateCache:
         rows: Records | MutableMapping[bytes, Any] | None = None,
     ) -> None:
         """Plain mappings (or nothing: fresh dicts) give an in-memory cache without a changelog."""
-        # fmt: off
-        self.headers = (
-            headers if isinstance(headers, Records) else Records({} if headers is None else headers)
-        )
-        self.rows = rows if isinstance(rows, Records) else Records({} if rows is None else rows)
-        # fmt: on
+        self.headers, self.rows = _records(headers), _records(rows)
         self.live: dict[str, VideoState] = {}
         self.dirty: dict[str, int] = {}
         """bvid -> partition of every header changed since the last flush."""
-        self.new_rows: list[tuple[int, bytes, list[Any] | None]] = []
-        """Row records to write (None deletes one), in order."""
         self.deleted: dict[str, int] = {}
+        self.pending: dict[int, list[list[Any]]] = {}
+        """partition -> rows `[bvid, ts, view, …, share, follower]` not yet written."""
+        self.members: dict[bytes, set[str]] = {}
+        """chunk key -> unfinished videos with rows in it."""
+        self.chunks_of: dict[str, set[bytes]] = {}
+        self.dead_chunks: list[bytes] = []
         self._index: dict[str, list[list[Any]]] | None = None
+        self._seq = 0
 
     def get(self, bvid: str) -> VideoState | None:
         state = self.live.get(bvid)
         if state is None and bvid not in self.deleted:
             header = self.headers.data.get(bvid.encode())
             if header is not None:
-                rows = self._rows_by_video().get(bvid, [])
+                rows = self._rows_by_video().pop(bvid, [])
                 state = self.live[bvid] = VideoState.from_records(header, rows)
         return state
 
     def _rows_by_video(self) -> dict[str, list[list[Any]]]:
-        """All stored rows grouped by video, built once after a (re)start: misses are rare then."""
+        """Stored rows grouped by video, built once after a (re)start: misses are rare after that."""
         if self._index is None:
             self._index = {}
-            for key, value in self.rows.data.items():
-                bvid, _, ts = key.decode().partition(":")
-                self._index.setdefault(bvid, []).append([int(ts), *value])
+            for key, chunk in self.rows.data.items():
+                for bvid, *row in chunk:
+                    self._index.setdefault(bvid, []).append(row)
+                    self._join(key, bvid)
+            for bvid in list(self._index):
+                header = self.headers.data.get(bvid.encode())
+                if header is None or header.get("done"):  # rows nobody will read: let them go
+                    del self._index[bvid]
+                    self._release(bvid)
         return self._index
 
+    def _join(self, key: bytes, bvid: str) -> None:
+        self.members.setdefault(key, set()).add(bvid)
+        self.chunks_of.setdefault(bvid, set()).add(key)
+
+    def _release(self, bvid: str) -> None:
+        """The video needs its rows no more: chunks left with no unfinished video are dropped."""
+        for key in self.chunks_of.pop(bvid, ()):
+            left = self.members.get(key)
+            if left is not None:
+                left.discard(bvid)
+                if not left:
+                    del self.members[key]
+                    self.dead_chunks.append(key)
+
     def put(self, bvid: str, state: VideoState, partition: int) -> None:
-        """The header changed. A finished video's rows are dropped: nothing will read them again."""
+        """The header changed. A finished video lets go of its rows: nothing will read them again."""
         if state.done and state.history is not None and state.history.rows:
-            for row in state.history.rows:
-                self.new_rows.append((partition, row_key(bvid, row[0]), None))
+            self._release(bvid)
             state.history = VideoHistory(pubdate=state.history.pubdate)
         self.live[bvid] = state
         self.dirty[bvid] = partition
@@ -178,27 +195,44 @@ class StateCache:
 
     def add_row(self, bvid: str, row: Row, follower: int | None, partition: int) -> None:
         """A snapshot row joined the video's history."""
-        self.new_rows.append((partition, row_key(bvid, row[0]), [*row[1:], follower]))
+        self.pending.setdefault(partition, []).append([bvid, *row, follower])
 
     def delete(self, bvid: str, partition: int) -> None:
-        """Drop an expired header (a finished marker or a hot-only sighting: neither has rows)."""
+        """Drop an expired header (a finished marker or a hot-only sighting)."""
+        self._release(bvid)
         self.live.pop(bvid, None)
         self.dirty.pop(bvid, None)
         self.deleted[bvid] = partition
 
-    def flush(self) -> int:
-        """Write what changed since the last flush; returns the number of records written."""
+    def flush(self, first_offsets: Mapping[int, int] | None = None) -> int:
+        """Write what changed since the last flush; returns the number of records written.
+
+        `first_offsets` (partition -> offset of the batch's first message there) names the chunks;
+        without it a counter does (tests, and stores without a changelog).
+        """
         writes = 0
-        for partition, key, value in self.new_rows:
-            self.rows.write(partition, key, value)
-        writes += len(self.new_rows)
+        for partition, pending in self.pending.items():
+            rows = [r for r in pending if r[0] in self.live and not self.live[r[0]].done]
+            if not rows:
+                continue
+            self._seq += 1
+            first = first_offsets.get(partition) if first_offsets else None
+            key = f"{partition}:{self._seq if first is None else first}".encode()
+            self.rows.write(partition, key, rows)
+            for row in rows:
+                self._join(key, row[0])
+            writes += 1
+        for key in self.dead_chunks:
+            self.rows.write(int(key.split(b":", 1)[0]), key, None)
+        writes += len(self.dead_chunks)
         for bvid, partition in self.dirty.items():
             self.headers.write(partition, bvid.encode(), self.live[bvid].header())
         writes += len(self.dirty)
         for bvid, partition in self.deleted.items():
             self.headers.write(partition, bvid.encode(), None)
         writes += len(self.deleted)
-        self.new_rows.clear()
+        self.pending.clear()
+        self.dead_chunks.clear()
         self.dirty.clear()
         self.deleted.clear()
         return writes
@@ -207,6 +241,8 @@ class StateCache:
         """Forget cached objects (after a rebalance the tables, not the cache, are the truth)."""
         self.flush()
         self.live.clear()
+        self.members.clear()
+        self.chunks_of.clear()
         self._index = None
 
 

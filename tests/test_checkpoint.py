@@ -56,9 +56,9 @@ def test_duplicates_are_dropped() -> None:
     cp, _ = make()
     cp.on_snapshot(snap(5, 100), 0)
     cp.on_snapshot(snap(5, 999), 0)
-    assert cp.states.flush() == 2  # the header of a new video and its one row
+    assert cp.states.flush() == 2  # the header of a new video and the chunk holding its one row
     assert cp.stats["duplicate"] == 1
-    assert cp.states.rows.data == {f"{BVID}:{T0 + 300}".encode(): [100, 5, 1, 1, 0, 0, 0, 1000]}
+    assert cp.states.rows.data == {b"0:1": [[BVID, T0 + 300, 100, 5, 1, 1, 0, 0, 0, 1000]]}
 
 
 def test_out_of_order_snapshots_before_the_checkpoint_are_placed_in_order() -> None:
@@ -161,22 +161,41 @@ def test_state_survives_a_fresh_cache_over_the_same_table() -> None:
     assert [r[1] for r in out[0].rows] == [100, 200]
 
 
-def test_each_snapshot_writes_one_small_row_and_the_header_only_when_it_changes() -> None:
+def test_a_batch_writes_one_row_chunk_per_partition_and_headers_only_when_they_change() -> None:
     cp, table = make()
     cp.on_snapshot(snap(5, 100), 0)
-    assert cp.states.flush() == 2  # new video: header + row
+    assert cp.states.flush() == 2  # new video: header + chunk
     cp.on_snapshot(snap(10, 200), 0)
     cp.on_snapshot(snap(15, 300), 0)
-    assert cp.states.flush() == 2  # two rows, header unchanged
+    cp.on_snapshot(snap(15, 300, bvid=OTHER), 1)
+    assert cp.states.flush({0: 40, 1: 7}) == 3  # a chunk per partition, and OTHER's new header
+    assert set(cp.states.rows.data) == {b"0:1", b"0:40", b"1:7"}
+    assert len(cp.states.rows.data[b"0:40"]) == 2
     cp.on_snapshot(snap(65, 900), 0)
-    assert cp.states.flush() == 2  # a row, and the header (1h fired)
+    assert cp.states.flush() == 2  # a chunk, and the header (1h fired)
     assert table[KEY]["fired"] == ["1h"]
 
 
-def test_a_finished_video_drops_its_rows() -> None:
+def test_a_chunk_is_dropped_once_every_video_in_it_finished() -> None:
     cp, table = make()
-    for minute in (5, 65, 190, 370):
-        cp.on_snapshot(snap(minute, minute * 10), 0)
+    cp.on_snapshot(snap(5, 50), 0)
+    cp.on_snapshot(snap(5, 50, bvid=OTHER), 0)
     cp.states.flush()
+    for minute in (65, 190, 370):
+        cp.on_snapshot(snap(minute, minute * 10), 0)
+        cp.states.flush()
     assert table[KEY] == {"done": True, "pubdate": T0, "hot_ts": None}
+    assert b"0:1" in cp.states.rows.data  # OTHER still needs its row
+    cp.on_snapshot(snap(370, 999, bvid=OTHER), 0)
+    cp.states.flush()
     assert cp.states.rows.data == {}
+
+
+def test_a_restarted_cache_lets_go_of_rows_of_finished_videos() -> None:
+    cp, table = make()
+    cp.on_snapshot(snap(5, 50), 0)
+    cp.on_snapshot(snap(5, 50, bvid=OTHER), 0)
+    cp.states.flush()
+    table[KEY] = {"done": True, "pubdate": T0, "hot_ts": None}  # finished; its chunk was shared
+    restarted = StateCache(table, cp.states.rows)
+    assert restarted.get(OTHER) is not None and restarted.members == {b"0:1": {OTHER}}
