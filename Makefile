@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# the dashboard's browser test: Debian's Chromium and a CJK font, only when missing
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y --no-install-recommends chromium fonts-noto-cjk)
 	touch $(STAMP)
 
 install: $(STAMP)

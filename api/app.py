@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import analysis
 from api.prototype import PlatformArtifactError
@@ -32,6 +33,7 @@ STATIC = Path(__file__).parent / "static"
 STREAM_BLOCK_MS = 1000
 """How long one XREAD waits: also how often a finished client is noticed."""
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "unparsable body"},
     422: {"model": Problem, "description": "invalid input"},
     503: {"model": Problem, "description": "model or store unavailable"},
 }
@@ -67,8 +69,8 @@ def create_app(platform: Platform) -> FastAPI:
         detail = json.loads(json.dumps(exc.errors(), default=str))
         return _problem(422, detail, _first_error(exc))
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException and Starlette's own (400, 405)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _problem(exc.status_code, exc.detail, str(exc.detail))
 
     @app.exception_handler(ModelRegistryError)

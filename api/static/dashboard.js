@@ -139,7 +139,7 @@ async function upDetail(mid) {
     title: { text: `${c.name || c.mid} 的历史趋势：粉丝、播放、互动率`, textStyle: { fontSize: 13 } },
     tooltip: { trigger: "axis" },
     legend: { data: ["粉丝数", "累计播放", "互动率"], right: 0 },
-    grid: { left: 60, right: 60, top: 40, bottom: 25 },
+    grid: { left: 90, right: 60, top: 40, bottom: 25 },
     xAxis: { type: "category", data: days },
     yAxis: [{ type: "value", name: "数量" }, { type: "value", name: "互动率", axisLabel: { formatter: (v) => pct(v) } }],
     series: [
@@ -169,7 +169,7 @@ async function engagement() {
   draw("chart-box", {
     title: { text: "各粉丝段互动率箱线图", textStyle: { fontSize: 13 } },
     tooltip: { trigger: "item" },
-    grid: { left: 60, right: 20, top: 40, bottom: 30 },
+    grid: { left: 60, right: 20, top: 40, bottom: 45 },
     xAxis: { type: "category", data: e.tiers.map((t, i) => `${t}\n(${e.counts[i]}人)`) },
     yAxis: { type: "value", name: "互动率", axisLabel: { formatter: (v) => pct(v) } },
     series: [{ type: "boxplot", data: e.boxes, itemStyle: { color: "#e6f7ff", borderColor: "#00a1d6" } }],
