@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 from contextlib import ExitStack
 from pathlib import Path
+from types import FrameType
 
 import redis
 import uvicorn
@@ -46,4 +48,11 @@ def serve(settings: Settings, train_events: Path | None, sample_danmaku: bool) -
         if sample_danmaku:
             log.info("sample danmaku written", lines=fill_sample_danmaku(platform.sql.engine))
         log.info("serving", url=f"http://{settings.api_host}:{settings.api_port}/")
+        # uvicorn re-raises SIGTERM after its graceful shutdown; as SystemExit it unwinds the stack,
+        # so the embedded Redis is stopped (and saved) instead of left running.
+        signal.signal(signal.SIGTERM, _exit)
         uvicorn.run(create_app(platform), host=settings.api_host, port=settings.api_port, log_level="warning")
+
+
+def _exit(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
