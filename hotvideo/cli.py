@@ -196,7 +196,7 @@ def serve(
     train_events: Annotated[
         Path | None,
         typer.Option(
-            help="event log the promoted model was trained on: builds ROC/PR curves and play ranges", exists=True
+            help="the promoted model's training event log: builds ROC/PR curves and play ranges", exists=True
         ),
     ] = None,
     sample_danmaku: Annotated[
