@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -28,6 +28,8 @@ from hotvideo.events import (
 )
 from hotvideo.logs import get_logger
 from hotvideo.settings import Settings
+from model.features import UpStats
+from model.history import UpHistory
 from model.registry import ModelBundle, load_promoted
 from sink.writer import PredictionSink
 from stream.checkpoint import Changelog, Checkpoint, Checkpointer, Records, StateCache
@@ -62,6 +64,34 @@ class TopicEmitter:
 
     async def dead(self, letter: DeadLetter) -> None:
         await self.deadletter.send(value=letter.to_json())
+
+
+class UploaderProfiles:
+    """Uploader histories keyed by mid, in a Faust GlobalTable (every worker holds all of them)."""
+
+    def __init__(self, table: MutableMapping[bytes, Any]) -> None:
+        self.table = table
+        self.cache: dict[int, UpHistory] = {}
+
+    def add(self, profile: UpProfile) -> None:
+        """Called per event inside the agent's iteration, where table writes are allowed."""
+        history = self._history(profile.mid) or UpHistory()
+        if history.add(profile):
+            self.cache[profile.mid] = history
+            self.table[str(profile.mid).encode()] = history.to_dict()
+
+    def at(self, mid: int, as_of: int) -> UpStats | None:
+        """The uploader's profile as known at as_of (`Scorer`'s lookup)."""
+        history = self._history(mid)
+        return None if history is None else history.at(as_of)
+
+    def _history(self, mid: int) -> UpHistory | None:
+        history = self.cache.get(mid)
+        if history is None:
+            raw = self.table.get(str(mid).encode())
+            if raw is not None:
+                history = self.cache[mid] = UpHistory.from_dict(raw)
+        return history
 
 
 @dataclass
@@ -152,8 +182,12 @@ def create_app(
         grace_s=settings.checkpoint_grace_s,
     )
     model = bundle if bundle is not None else load_promoted(settings.model_dir)
-    scorer = Scorer(model)
+    uploaders = UploaderProfiles(
+        app.GlobalTable("up_profiles", default=None, key_type=bytes, partitions=settings.partitions)
+    )
+    scorer = Scorer(model, uploaders.at)
     app.checkpointer = checkpointer  # type: ignore[attr-defined]
+    app.uploaders = uploaders  # type: ignore[attr-defined]
 
     out = emitter if emitter is not None else TopicEmitter(predictions, deadletter)
     progress = Progress()
@@ -198,6 +232,15 @@ def create_app(
                 await out.prediction(pred)
             checkpointer.stats["messages"] += len(events)
             progress.update(len(events))
+
+    @app.agent(profiles, name="profiles")
+    async def keep_profiles(stream: Any) -> None:
+        """Every uploader profile into the global profile table (features use the one as of as_of)."""
+        async for event in stream.events():
+            try:
+                uploaders.add(parse_event(UpProfile, event.message.value))
+            except BadEvent:
+                continue  # the profile sink agent dead-letters it
 
     @app.page("/stats/")
     async def stats_page(web: Any, request: Any) -> Any:
