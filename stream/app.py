@@ -38,7 +38,7 @@ from stream.scoring import Scorer
 log = get_logger(__name__)
 E = TypeVar("E", bound=Event)
 
-SCORE_BATCH = 1000
+SCORE_BATCH = 4096
 SCORE_WITHIN_S = 0.01
 """A batch closes at this size or this long after its first event: small enough for low latency."""
 SINK_BATCH = 500

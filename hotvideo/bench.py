@@ -1,0 +1,356 @@
+"""`hotvideo bench`: throughput, latency, scoring cost and state size, measured in one run.
+
+Every figure is measured against the others on the same machine and broker in the same run:
+the raw aiokafka consumer is the ceiling, a naive Faust agent the floor, and the real worker sits
+between them. Latency is measured at a steady rate well below the maximum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from kafka import KafkaProducer
+
+from hotvideo.embedded import ResolvedServices, free_port, services
+from hotvideo.events import Snapshot
+from hotvideo.kafka_admin import ensure_topics
+from hotvideo.logs import get_logger
+from hotvideo.settings import Settings, Topics
+from ingest.publish import publish
+from ingest.world import WorldConfig, generate
+from model.dataset import build_datasets
+from model.history import VideoHistory
+from stream.checkpoint import StateCache, VideoState
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    snapshots: int = 200_000
+    """At least this many snapshots are replayed through each consumer."""
+    rate: int = 2000
+    """Snapshots per second of the steady load for the latency figures."""
+    latency_s: float = 15.0
+    seed: int = 5
+    json_path: Path | None = None
+
+
+def run_bench(settings: Settings, opts: BenchOptions) -> dict[str, Any]:
+    """Run every measurement and return the figures (also printed, and written with --json)."""
+    from hotvideo.demo import ensure_model  # the demo's "train a model if none is promoted"
+
+    run = uuid.uuid4().hex[:8]
+    topics = Topics(
+        snapshot=f"bench-{run}.snapshot",
+        profile=f"bench-{run}.profile",
+        hotlist=f"bench-{run}.hotlist",
+        prediction=f"bench-{run}.prediction",
+        deadletter=f"bench-{run}.deadletter",
+    )
+    bench_dir = settings.data_dir / "bench"
+    settings = settings.model_copy(
+        update={"data_dir": bench_dir / "stores", "topics": topics, "redis_prefix": f"bench-{run}:"}
+    )
+    ensure_model(settings, bench_dir / "worlds", opts.seed)
+    records, snapshots = world_records(opts)
+    figures: dict[str, Any] = {"snapshots": snapshots, "messages": len(records)}
+    with services(settings) as svc:
+        ensure_topics(svc.kafka_bootstrap, topics, settings.partitions)
+        publish(iter(records), svc.kafka_bootstrap, topics, progress=True, total=len(records))
+        figures["raw_consumer_eps"] = asyncio.run(raw_consumer_eps(svc.kafka_bootstrap, topics.snapshot))
+        figures["naive_faust_eps"] = worker_eps(settings, svc, run, "naive", snapshots)
+        figures["worker_eps"] = worker_eps(settings, svc, run, "worker", len(records), keep=True)
+        figures["ratio_to_raw"] = figures["worker_eps"] / figures["raw_consumer_eps"]
+        figures["speedup_vs_naive"] = figures["worker_eps"] / figures["naive_faust_eps"]
+        figures["latency_ms"] = steady_latency(settings, svc, opts)
+        stop(_workers.pop("worker"))
+    figures["scoring"] = scoring_cost(opts)
+    figures["state_bytes_per_video"] = state_size(opts)
+    print(json.dumps(figures, indent=2), flush=True)
+    if opts.json_path is not None:
+        opts.json_path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return figures
+
+
+def world_records(opts: BenchOptions) -> tuple[list[tuple[str, bytes | None, bytes]], int]:
+    """Snapshots and hot-list sightings of a simulated world, in event-time order, enough of them."""
+    videos = max(400, opts.snapshots // 80)
+    records: list[tuple[str, bytes | None, bytes]] = []
+    snapshots = 0
+    for event in generate(WorldConfig(videos=videos, sim_hours=30.0, seed=opts.seed)):
+        if event.topic_field not in ("snapshot", "hotlist"):
+            continue
+        records.append((event.topic_field, event.key(), event.to_json()))
+        snapshots += event.topic_field == "snapshot"
+        if snapshots >= opts.snapshots:
+            break
+    if snapshots < opts.snapshots:
+        raise RuntimeError(f"the bench world holds only {snapshots} snapshots; raise its size")
+    return records, snapshots
+
+
+async def raw_consumer_eps(bootstrap: str, topic: str) -> float:
+    """The ceiling: a plain aiokafka consumer, getmany + json.loads, every partition from the start."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        todo = sum(ends.values())
+        total, started = 0, time.perf_counter()
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batches.values():
+                for record in records:
+                    json.loads(record.value)
+                total += sum(len(r) for r in batches.values())
+            if not batches or total >= todo:
+                if not batches and total < todo * 0.9:
+                    continue
+                break
+        return total / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+_workers: dict[str, subprocess.Popen[bytes]] = {}
+
+
+def worker_eps(
+    settings: Settings, svc: ResolvedServices, run: str, kind: str, expected: int, keep: bool = False
+) -> float:
+    """Start a worker process ("worker" or "naive"), wait until it consumed `expected` messages."""
+    port = free_port()
+    env = {
+        **os.environ,
+        **svc.env(),
+        **{f"TOPIC_{k.upper()}": v for k, v in settings.topics.model_dump().items()},
+        "WORKER_ID": f"bench-{run}-{kind}",
+        "WEB_PORT": str(port),
+        "MODEL_DIR": str(settings.model_dir.resolve()),
+        "REDIS_PREFIX": settings.redis_prefix,
+        "LOG_LEVEL": "WARNING",
+    }
+    module = "stream.naive" if kind == "naive" else "hotvideo.cli"
+    args = [sys.executable, "-m", module] + ([] if kind == "naive" else ["worker"])
+    log_path = settings.data_dir / f"{kind}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(args, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        stats = wait_for_messages(port, expected, proc, log_path)
+    except BaseException:
+        stop(proc)
+        raise
+    if keep:
+        _workers[kind] = proc
+    else:
+        stop(proc)
+    eps = stats["messages"] / (stats["last_at"] - stats["first_at"])
+    log.info("throughput measured", kind=kind, messages=stats["messages"], eps=round(eps))
+    return float(eps)
+
+
+def wait_for_messages(
+    port: int, expected: int, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 300.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the benchmark worker exited ({proc.returncode}); its log: {log_path}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats/", timeout=2) as resp:
+                stats: dict[str, Any] = json.load(resp)
+            if stats["messages"] >= expected:
+                return stats
+        except OSError:
+            pass  # not listening yet
+        time.sleep(0.5)
+    raise TimeoutError(f"the benchmark worker did not consume {expected} messages in {timeout_s} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+LOAD_MINUTES = (*range(5, 60, 5), 61)
+"""A latency-load video's snapshots: every 5 minutes, then one past 1 h that fires its checkpoint."""
+
+
+def latency_load(start_ts: int, count: int, first: int = 0) -> list[tuple[Snapshot, bool]]:
+    """`count` snapshots of fresh videos published 5 s apart, in event-time order (a collector's mix).
+
+    Once the first videos pass 1 h, one snapshot in 12 fires a checkpoint.
+    """
+    alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+    load: list[tuple[Snapshot, bool]] = []
+    for i in range(max(1, count // len(LOAD_MINUTES))):
+        digits, n = [], first + i
+        for _ in range(9):
+            n, r = divmod(n, len(alphabet))
+            digits.append(alphabet[r])
+        pubdate = start_ts + 5 * i
+        for minute in LOAD_MINUTES:
+            view = 100 * minute + i % 500
+            snap = Snapshot(
+                bvid="BV1" + "".join(reversed(digits)),
+                ts=pubdate + minute * 60,
+                pubdate=pubdate,
+                view=view,
+                like=view // 25,
+                coin=view // 200,
+                favorite=view // 150,
+                reply=view // 300,
+                danmaku=view // 250,
+                share=view // 500,
+                tid=4,
+                duration=300,
+                follower=5000,
+            )
+            load.append((snap, minute == LOAD_MINUTES[-1]))
+    load.sort(key=lambda item: item[0].ts)
+    return load
+
+
+def steady_latency(settings: Settings, svc: ResolvedServices, opts: BenchOptions) -> dict[str, float]:
+    """Produce at a fixed rate; time each firing snapshot from send to its prediction in Redis."""
+    client = redis.Redis.from_url(svc.redis_url)
+    stream_key = f"{settings.redis_prefix}predictions"
+    last_id = client.xinfo_stream(stream_key)["last-generated-id"] if client.exists(stream_key) else "0-0"
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        cursor = last_id
+        while not done.is_set() or len(seen) < len(sent):
+            for _, entries in client.xread({stream_key: cursor}, block=200, count=1000) or []:
+                now = time.time()
+                for entry_id, fields in entries:
+                    cursor = entry_id
+                    pred = json.loads(next(iter(fields.values())))
+                    seen.setdefault(pred["bvid"], now)
+            if done.is_set() and time.time() > deadline:
+                return
+
+    deadline = float("inf")
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    producer = KafkaProducer(bootstrap_servers=svc.kafka_bootstrap, linger_ms=1, acks=1)
+    total = int(opts.rate * opts.latency_s)
+    start_ts = 4_000_000_000  # far past the replayed world, so the watermark only moves forward
+    # Warm-up: moving the watermark this far fires every video the replay left waiting, once, now.
+    warm, _ = latency_load(start_ts - 86400, 1, first=10**9)[0]
+    producer.send(settings.topics.snapshot, key=warm.key(), value=warm.to_json())
+    producer.flush()
+    time.sleep(5)
+    began = time.perf_counter()
+    for i, (snap, fires) in enumerate(latency_load(start_ts, total)):
+        target = began + i / opts.rate
+        pause = target - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        producer.send(settings.topics.snapshot, key=snap.key(), value=snap.to_json())
+        if fires:
+            sent[snap.bvid] = time.time()
+    producer.flush()
+    deadline = time.time() + 10
+    done.set()
+    watcher.join(timeout=15)
+    lat = np.array([(seen[b] - t) * 1000 for b, t in sent.items() if b in seen])
+    return {
+        "rate_per_s": opts.rate,
+        "predictions": int(lat.size),
+        "missing": len(sent) - int(lat.size),
+        "p50": float(np.percentile(lat, 50)),
+        "p95": float(np.percentile(lat, 95)),
+        "p99": float(np.percentile(lat, 99)),
+    }
+
+
+def scoring_cost(opts: BenchOptions) -> dict[str, float]:
+    """ONNX against scikit-learn, one row at a time and as one batch, on the same trained model."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from model.classifiers import export_onnx
+    from model.onnx_io import make_session, predict_proba
+
+    events = list(generate(WorldConfig(videos=2000, sim_hours=48.0, seed=opts.seed + 1)))
+    data = build_datasets(events, window_s=86400)["1h"]
+    clf = HistGradientBoostingClassifier(max_iter=200, random_state=0).fit(data.X, data.y)
+    session = make_session(export_onnx(clf))
+    rows = data.X[:1000]
+
+    def onnx(x: Any) -> Any:
+        return predict_proba(session, x)
+
+    def per_row(fn: Any) -> float:
+        started = time.perf_counter()
+        for i in range(200):
+            fn(rows[i : i + 1])
+        return (time.perf_counter() - started) / 200 * 1e6
+
+    def batched(fn: Any) -> float:
+        started = time.perf_counter()
+        fn(rows)
+        return (time.perf_counter() - started) * 1e6
+
+    onnx_row, sk_row = per_row(onnx), per_row(clf.predict_proba)
+    onnx_batch, sk_batch = batched(onnx), batched(clf.predict_proba)
+    return {
+        "onnx_row_us": onnx_row,
+        "sklearn_row_us": sk_row,
+        "row_speedup": sk_row / onnx_row,
+        "onnx_batch_1000_us": onnx_batch,
+        "sklearn_batch_1000_us": sk_batch,
+        "batch_speedup": sk_batch / onnx_batch,
+    }
+
+
+def state_size(opts: BenchOptions) -> dict[str, float]:
+    """Memory of one video at its fullest (every snapshot up to 6 h) in the cache and the table."""
+    per_video: dict[str, list[Snapshot]] = {}
+    for event in generate(WorldConfig(videos=300, sim_hours=10.0, seed=opts.seed)):
+        if isinstance(event, Snapshot) and event.ts <= event.pubdate + 6 * 3600:
+            per_video.setdefault(event.bvid, []).append(event)
+    store: dict[bytes, Any] = {}
+    tracemalloc.start()
+    cache = StateCache(store)
+    for bvid, snaps in per_video.items():
+        history = VideoHistory(pubdate=snaps[0].pubdate)
+        for snap in snaps:
+            history.add(snap)
+        cache.put(bvid, VideoState(history=history), 0)
+    cache.flush()
+    size, _peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rows = sum(len(s) for s in per_video.values()) / len(per_video)
+    changelog = sum(len(json.dumps(v)) for v in store.values()) / len(store)
+    return {
+        "videos": len(per_video),
+        "rows_per_video": rows,
+        "bytes_in_memory": size / len(per_video),
+        "changelog_bytes": changelog,
+    }
