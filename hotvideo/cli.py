@@ -154,30 +154,19 @@ def subscribe(
 
 
 @app.command()
-def subscribe(
-    horizon: Annotated[list[str] | None, typer.Option(help="only these horizons (repeatable)")] = None,
-    min_prob: Annotated[float, typer.Option(min=0.0, max=1.0, help="only predictions at least this")] = 0.0,
-    from_beginning: Annotated[bool, typer.Option(help="start at the oldest prediction")] = False,
-    limit: Annotated[int | None, typer.Option(min=1, help="stop after this many")] = None,
+def bench(
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the figures here")] = None,
+    snapshots: Annotated[int, typer.Option(min=10_000, help="snapshots replayed per consumer")] = 200_000,
+    rate: Annotated[int, typer.Option(min=100, help="steady snapshots/s for the latency figures")] = 2000,
+    latency_s: Annotated[float, typer.Option(min=5.0, help="seconds of steady load")] = 15.0,
 ) -> None:
-    """Print predictions from the prediction topic as they arrive."""
-    from hotvideo.subscribe import follow
+    """Measure throughput (raw consumer, naive Faust, the worker), latency, ONNX cost, state size."""
+    from hotvideo.bench import BenchOptions, run_bench
 
-    unknown = set(horizon or []) - set(HORIZONS)
-    if unknown:
-        raise typer.BadParameter(f"unknown horizon {sorted(unknown)}; choose from {list(HORIZONS)}")
-    settings = get_settings()
-    if settings.kafka_bootstrap is None:
-        raise typer.BadParameter("set KAFKA_BOOTSTRAP to the broker the worker writes to")
-    for line in follow(
-        settings.kafka_bootstrap,
-        settings.topics.prediction,
-        horizons=set(horizon or HORIZONS),
-        min_prob=min_prob,
-        from_beginning=from_beginning,
-        limit=limit,
-    ):
-        typer.echo(line)
+    run_bench(
+        get_settings(),
+        BenchOptions(snapshots=snapshots, rate=rate, latency_s=latency_s, json_path=json_path),
+    )
 
 
 @app.command()
