@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: demo test lint install clean
 
@@ -11,9 +12,11 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	# the dashboard's browser test: Debian's Chromium and a CJK font, only when missing
-	test -x /usr/bin/chromium || (apt-get update && apt-get install -y --no-install-recommends chromium fonts-noto-cjk)
 	touch $(STAMP)
+
+# The dashboard's browser test drives Debian's Chromium (with a CJK font); installed only when missing.
+$(CHROMIUM):
+	apt-get update && apt-get install -y --no-install-recommends chromium fonts-noto-cjk
 
 install: $(STAMP)
 
@@ -25,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint $(CHROMIUM)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:
