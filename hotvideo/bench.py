@@ -241,6 +241,7 @@ def steady_latency(settings: Settings, svc: ResolvedServices, opts: BenchOptions
     last_id = client.xinfo_stream(stream_key)["last-generated-id"] if client.exists(stream_key) else "0-0"
     sent: dict[str, float] = {}
     seen: dict[str, float] = {}
+    scored: dict[str, float] = {}
     done = threading.Event()
 
     def watch() -> None:
@@ -252,6 +253,7 @@ def steady_latency(settings: Settings, svc: ResolvedServices, opts: BenchOptions
                     cursor = entry_id
                     pred = json.loads(next(iter(fields.values())))
                     seen.setdefault(pred["bvid"], now)
+                    scored.setdefault(pred["bvid"], pred["scored_at"])
             if done.is_set() and time.time() > deadline:
                 return
 
@@ -279,15 +281,25 @@ def steady_latency(settings: Settings, svc: ResolvedServices, opts: BenchOptions
     deadline = time.time() + 10
     done.set()
     watcher.join(timeout=15)
-    lat = np.array([(seen[b] - t) * 1000 for b, t in sent.items() if b in seen])
+    got = [b for b in sent if b in seen]
+    total_ms = np.array([(seen[b] - sent[b]) * 1000 for b in got])
+    score_ms = np.array([(scored[b] - sent[b]) * 1000 for b in got])
+    sink_ms = np.array([(seen[b] - scored[b]) * 1000 for b in got])
     return {
         "rate_per_s": opts.rate,
-        "predictions": int(lat.size),
-        "missing": len(sent) - int(lat.size),
-        "p50": float(np.percentile(lat, 50)),
-        "p95": float(np.percentile(lat, 95)),
-        "p99": float(np.percentile(lat, 99)),
+        "predictions": len(got),
+        "missing": len(sent) - len(got),
+        **percentiles(total_ms, ""),
+        **percentiles(score_ms, "produce_to_scored_"),
+        **percentiles(sink_ms, "scored_to_redis_"),
     }
+
+
+def percentiles(values: np.ndarray, prefix: str) -> dict[str, float]:
+    """p50/p95/p99 in ms (NaN when nothing was measured)."""
+    if values.size == 0:
+        return {f"{prefix}p{q}": float("nan") for q in (50, 95, 99)}
+    return {f"{prefix}p{q}": float(np.percentile(values, q)) for q in (50, 95, 99)}
 
 
 def scoring_cost(opts: BenchOptions) -> dict[str, float]:

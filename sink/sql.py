@@ -32,6 +32,7 @@ from sqlalchemy import (
     Text,
     case,
     create_engine,
+    event,
     func,
     make_url,
     select,
@@ -268,6 +269,16 @@ def _present(rows: Iterable[dict[str, Any] | None]) -> list[dict[str, Any]]:
     return [r for r in rows if r is not None]
 
 
+def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
+    """WAL with synchronous=NORMAL, the embedded default: a small batch commits in ~3 ms instead of
+    ~12 ms (no fsync per commit) and readers (the API) do not block the writer. A crash of the
+    program loses nothing; a power cut may lose the last commits (production uses MySQL)."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 class SqlStore:
     """Writes and reads the sink tables through SQLAlchemy Core; creates them if missing."""
 
@@ -281,6 +292,7 @@ class SqlStore:
             self.engine = create_engine(parsed, pool_pre_ping=True, pool_recycle=3600)
         else:
             self.engine = create_engine(parsed)
+            event.listen(self.engine, "connect", _sqlite_wal)
         metadata.create_all(self.engine)
 
     def close(self) -> None:

@@ -33,6 +33,7 @@ from model.history import UpHistory
 from model.registry import ModelBundle, load_promoted
 from sink.writer import PredictionSink
 from stream.checkpoint import Changelog, Checkpoint, Checkpointer, Records, StateCache
+from stream.fetch import use_short_fetch_wait
 from stream.scoring import Scorer
 
 log = get_logger(__name__)
@@ -168,6 +169,7 @@ def create_app(
         topic_replication_factor=1,
         table_standby_replicas=0,
     )
+    use_short_fetch_wait(app)
     inputs = app.topic(topics.snapshot, topics.hotlist, key_type=bytes, value_type=bytes)
     predictions = app.topic(topics.prediction, key_type=bytes, value_type=bytes)
     profiles = app.topic(topics.profile, key_type=bytes, value_type=bytes)
