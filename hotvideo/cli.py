@@ -53,35 +53,100 @@ def worker() -> None:
 
 @app.command()
 def simulate(
-    out: Annotated[Path, typer.Option(help="event log to write (.jsonl or .jsonl.gz)")],
+    out: Annotated[Path | None, typer.Option(help="event log to write (.jsonl, .jsonl.gz, .parquet)")] = None,
     videos: Annotated[int, typer.Option(min=1)] = 2000,
-    sim_hours: Annotated[float, typer.Option(min=1.0)] = 48.0,
+    sim_hours: Annotated[
+        float | None, typer.Option(min=1.0, help="default: max(48, videos / 1000), a steady upload rate")
+    ] = None,
     seed: Annotated[int, typer.Option()] = 1,
+    hot_base_rate: Annotated[
+        float, typer.Option(min=0.0001, max=0.5, help="share that enters the list")
+    ] = 0.01,
+    noise: Annotated[float, typer.Option(min=0.0, max=1.0, help="share of snapshots hit by a fault")] = 0.0,
+    malformed: Annotated[float, typer.Option(min=0.0, max=1.0, help="share followed by a bad copy")] = 0.0,
+    calibrate_against: Annotated[
+        Path | None, typer.Option(help="real popular-list captures: print KS/TV distances", exists=True)
+    ] = None,
 ) -> None:
-    """Write a simulated Bilibili world as an event log."""
-    from ingest.eventlog import write_log
-    from ingest.world import WorldConfig, generate
+    """Write a simulated Bilibili world as an event log, or compare its hot videos with real ones."""
+    from ingest.world import WorldConfig
 
-    n = write_log(out, generate(WorldConfig(videos=videos, sim_hours=sim_hours, seed=seed)))
+    hours = sim_hours if sim_hours is not None else max(48.0, videos / 1000)
+    cfg = WorldConfig(
+        videos=videos,
+        sim_hours=hours,
+        seed=seed,
+        hot_base_rate=hot_base_rate,
+        noise=noise,
+        malformed=malformed,
+    )
+    if calibrate_against is not None:
+        from ingest.calibrate import report
+
+        text, ok = report(calibrate_against, cfg)
+        typer.echo(text)
+        if not ok:
+            raise typer.Exit(1)
+        return
+    if out is None:
+        raise typer.BadParameter("give --out (or --calibrate-against)")
+    from ingest.eventlog import write_log
+    from ingest.world import generate
+
+    n = write_log(out, generate(cfg))
     typer.echo(f"wrote {n} events to {out}")
+
+
+def _epoch_option(value: str | None) -> int | None:
+    """Epoch seconds, or an ISO date/time (naive means Beijing time)."""
+    if value is None or value.isdigit():
+        return None if value is None else int(value)
+    from datetime import datetime, timedelta, timezone
+
+    parsed = datetime.fromisoformat(value)
+    return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone(timedelta(hours=8)))).timestamp())
 
 
 @app.command()
 def replay(
-    log: Annotated[Path, typer.Argument(help="event log (.jsonl or .jsonl.gz)", exists=True)],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="event log (.jsonl, .jsonl.gz, .parquet), SQLAlchemy URL, bili-popular or raw-page folder"
+        ),
+    ],
+    tables: Annotated[
+        str, typer.Option(help="for a URL: `project` tables or seed 000's `legacy` ones")
+    ] = "project",
+    speed: Annotated[str, typer.Option(help="`max` (as fast as possible), or N for N x real time")] = "max",
+    since: Annotated[
+        str | None, typer.Option(help="first event time: epoch s or ISO (Beijing if naive)")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="end of event time (exclusive)")] = None,
+    out: Annotated[Path | None, typer.Option(help="write the records to this event log instead")] = None,
 ) -> None:
-    """Publish an event log to the topics in event-time order, as fast as possible."""
-    from hotvideo.embedded import services
+    """Publish history to the topics in event-time order, at real time, N x, or as fast as possible."""
+    from ingest.eventlog import write_records
+    from ingest.replay import in_range, records_of
+    from ingest.replay import replay as run_replay
+
+    if tables not in ("project", "legacy"):
+        raise typer.BadParameter("--tables is `project` or `legacy`")
+    pace = None if speed == "max" else float(speed)
+    if pace is not None and pace <= 0:
+        raise typer.BadParameter("--speed must be `max` or a positive number")
+    records = records_of(source, "legacy" if tables == "legacy" else "project")
+    first, end = _epoch_option(since), _epoch_option(until)
+    if out is not None:
+        typer.echo(f"wrote {write_records(out, in_range(records, first, end))} records to {out}")
+        return
     from hotvideo.kafka_admin import ensure_topics
-    from ingest.eventlog import read_log
-    from ingest.publish import publish
 
     settings = get_settings()
     if settings.kafka_bootstrap is None:
         raise typer.BadParameter("set KAFKA_BOOTSTRAP to the broker your worker reads from")
-    with services(settings) as svc:
-        ensure_topics(svc.kafka_bootstrap, settings.topics, settings.partitions)
-        n = publish(read_log(log), svc.kafka_bootstrap, settings.topics, progress=True, total=None)
+    ensure_topics(settings.kafka_bootstrap, settings.topics, settings.partitions)
+    n = run_replay(records, settings.kafka_bootstrap, settings.topics, speed=pace, since=first, until=end)
     typer.echo(f"published {n} events")
 
 

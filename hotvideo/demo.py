@@ -36,7 +36,7 @@ from sink.sql import SqlStore
 
 log = get_logger(__name__)
 
-TRAINING_WORLD = {"videos": 4000, "sim_hours": 72.0}
+TRAINING_WORLD = {"videos": 12000, "sim_hours": 72.0}
 """The world the demo trains on when no model exists: its own seed, so the demo never scores its
 training videos."""
 

@@ -5,6 +5,8 @@ is the `Topics` field name (`snapshot`, `profile`, `hotlist`, …), not the Kafk
 replays onto any topic naming. An empty key (dead letters) is written as null. A value may also be a
 JSON string: its UTF-8 bytes are the message as is, so a log can carry malformed payloads on purpose.
 Paths ending in `.gz` are gzip-compressed, with no name and a zero mtime so equal logs are equal bytes.
+Paths ending in `.parquet` hold the same records as columns `topic`, `key`, `value` (the message bytes)
+and `ts` (event time, for filtering in pandas or SQL engines), in row-group order.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from hotvideo.events import EVENT_TYPES, BadEvent, Event, parse_event
 from hotvideo.logs import get_logger
+from ingest.publish import event_time_ms
 
 log = get_logger(__name__)
 
@@ -61,20 +66,88 @@ def _open(path: Path, write: bool) -> Iterator[_Stream]:
             yield f
 
 
+Record = tuple[str, bytes | None, bytes]
+"""(topic field, key, value bytes): one message as logged and published"""
+_PARQUET_ROWS = 50_000
+_PARQUET_SCHEMA = pa.schema(
+    [("topic", pa.string()), ("key", pa.string()), ("value", pa.binary()), ("ts", pa.int64())]
+)
+
+
+def is_log(path: Path) -> bool:
+    """Whether `path` names an event log by its suffix."""
+    return path.suffix == ".parquet" or path.name.endswith((".jsonl", ".jsonl.gz"))
+
+
 def write_log(path: str | Path, events: Iterable[Event], progress: bool = True) -> int:
-    """Write events as JSONL (gzip for `.gz`); return how many were written."""
+    """Write events as JSONL (gzip for `.gz`) or Parquet; return how many were written."""
+    path = Path(path)
+    records = ((e.topic_field, e.key() or None, e.to_json()) for e in events)
+    bar = tqdm(records, disable=not progress, unit="ev", desc=f"write {path.name}")
+    return write_records(path, bar, trusted=True)
+
+
+def write_records(path: str | Path, records: Iterable[Record], trusted: bool = False) -> int:
+    """Write raw records in order (a value that is not a JSON object is kept as a JSON string, unless
+    `trusted` says every value is one); return how many were written."""
     path = Path(path)
     started = time.perf_counter()
-    count = 0
-    with _open(path, write=True) as out:
-        for event in tqdm(events, disable=not progress, unit="ev", desc=f"write {path.name}"):
-            key = event.key()
-            key_json = json.dumps(key.decode()).encode() if key else b"null"
-            topic = event.topic_field.encode()
-            out.write(b'{"topic":"%s","key":%s,"value":%s}\n' % (topic, key_json, event.to_json()))
-            count += 1
+    if path.suffix == ".parquet":
+        count = _write_parquet(path, records)
+    else:
+        count = _write_jsonl(path, records, trusted)
     log.info("event log written", path=str(path), events=count, seconds=time.perf_counter() - started)
     return count
+
+
+def _is_object(value: bytes) -> bool:
+    try:
+        return isinstance(json.loads(value), dict)
+    except ValueError:
+        return False
+
+
+def _write_jsonl(path: Path, records: Iterable[Record], trusted: bool) -> int:
+    count = 0
+    with _open(path, write=True) as out:
+        for topic, key, value in records:
+            key_json = json.dumps(key.decode()).encode() if key else b"null"
+            if not trusted and not _is_object(value):
+                value = json.dumps(value.decode("utf-8", "replace")).encode()
+            out.write(b'{"topic":"%s","key":%s,"value":%s}\n' % (topic.encode(), key_json, value))
+            count += 1
+    return count
+
+
+def _write_parquet(path: Path, records: Iterable[Record]) -> int:
+    count = 0
+    with pq.ParquetWriter(path, _PARQUET_SCHEMA, compression="zstd") as writer:
+        batch: list[Record] = []
+        for rec in records:
+            batch.append(rec)
+            if len(batch) == _PARQUET_ROWS:
+                count += _write_batch(writer, batch)
+                batch = []
+        count += _write_batch(writer, batch)
+    return count
+
+
+def _write_batch(writer: pq.ParquetWriter, batch: list[Record]) -> int:
+    if batch:
+        ts = [None if (ms := event_time_ms(v)) is None else ms // 1000 for _, _, v in batch]
+        columns = list(zip(*batch, strict=True))
+        keys = [k.decode() if k else None for k in columns[1]]
+        writer.write_table(pa.table([list(columns[0]), keys, list(columns[2]), ts], schema=_PARQUET_SCHEMA))
+    return len(batch)
+
+
+def _parquet_records(path: Path) -> Iterator[Record]:
+    for batch in pq.ParquetFile(path).iter_batches(
+        batch_size=_PARQUET_ROWS, columns=["topic", "key", "value"]
+    ):
+        topics, keys, values = (batch.column(i).to_pylist() for i in range(3))
+        for topic, key, value in zip(topics, keys, values, strict=True):
+            yield topic, None if key is None else key.encode(), value
 
 
 def _records(path: Path) -> Iterator[tuple[int, str, bytes | None, bytes]]:
@@ -108,16 +181,30 @@ def _parse_line(path: Path, lineno: int, line: bytes) -> tuple[str, bytes | None
     return topic, None if key is None else key.encode(), payload
 
 
-def read_log(path: str | Path) -> Iterator[tuple[str, bytes | None, bytes]]:
-    """(topic field, key, value bytes) per line, values not validated: what a replay publishes."""
-    for _, topic, key, value in _records(Path(path)):
+def read_log(path: str | Path) -> Iterator[Record]:
+    """(topic field, key, value bytes) per record, values not validated: what a replay publishes."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        yield from _parquet_records(path)
+        return
+    for _, topic, key, value in _records(path):
         yield topic, key, value
+
+
+def _numbered(path: Path) -> Iterator[tuple[int, str, bytes]]:
+    """(line or row number, topic field, value) of every record."""
+    if path.suffix == ".parquet":
+        for n, (topic, _, value) in enumerate(_parquet_records(path), start=1):
+            yield n, topic, value
+    else:
+        for n, topic, _, value in _records(path):
+            yield n, topic, value
 
 
 def read_events(path: str | Path) -> Iterator[Event]:
     """Parsed, validated events; a bad line raises EventLogError naming the file and line."""
     path = Path(path)
-    for lineno, topic, _, value in _records(path):
+    for lineno, topic, value in _numbered(path):
         model = MODELS.get(topic)
         if model is None:
             raise EventLogError(f"{path}:{lineno}: unknown topic {topic!r}")

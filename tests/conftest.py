@@ -272,5 +272,5 @@ def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from model.train import train
 
     out = tmp_path_factory.mktemp("models")
-    train(list(generate(WorldConfig(videos=1500, sim_hours=60.0, seed=3))), out, seed=0)
+    train(list(generate(WorldConfig(videos=1500, sim_hours=60.0, seed=3, hot_base_rate=0.04))), out, seed=0)
     return out

@@ -45,8 +45,9 @@ HOUR = 3600
 
 @pytest.fixture(scope="module")
 def world() -> list[Event]:
-    """A small clean world (no duplicates or late snapshots): 400 videos over 40 h."""
-    return list(generate(WorldConfig(videos=400, sim_hours=40.0, seed=5)))
+    """A small clean world (no duplicates or late snapshots): 400 videos over 40 h, 4 % hot so that
+    enough positives are matched."""
+    return list(generate(WorldConfig(videos=400, sim_hours=40.0, seed=5, hot_base_rate=0.04)))
 
 
 def new_checkpointer() -> Checkpointer:
