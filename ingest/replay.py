@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import MetaData, Table, create_engine, select
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy import MetaData, Select, Table, create_engine, select
+from sqlalchemy.engine import Engine, RowMapping
 from tqdm import tqdm
 
 from hotvideo.events import Event, HotListEntry, Snapshot, UpProfile
@@ -52,7 +52,8 @@ def record(event: Event) -> Record:
     return event.topic_field, event.key(), event.to_json()
 
 
-def _ts(rec: Record) -> int:
+def event_ts(rec: Record) -> int:
+    """A record's event time in epoch s (0 when the value has none)."""
     ms = event_time_ms(rec[2])
     return 0 if ms is None else ms // 1000
 
@@ -176,13 +177,19 @@ def _legacy_video_events(fields: dict[str, Any], hot: bool) -> list[Event]:
     return events
 
 
-def _ordered_rows(conn: Connection, table: Table, ts_col: str) -> Iterator[RowMapping]:
-    query = select(table).order_by(table.c[ts_col])
-    for row in conn.execution_options(stream_results=True, yield_per=2000).execute(query):
-        yield row._mapping
+def _streamed(engine: Engine, query: Select[Any]) -> Iterator[RowMapping]:
+    """Rows of `query` streamed on a connection of their own (MySQL cannot interleave two open
+    unbuffered results on one connection, and the merge reads several tables at once)."""
+    with engine.connect() as conn:
+        for row in conn.execution_options(stream_results=True, yield_per=2000).execute(query):
+            yield row._mapping
 
 
-def _legacy_streams(conn: Connection, meta: MetaData) -> list[Iterator[tuple[int, int, Event]]]:
+def _ordered_rows(engine: Engine, table: Table, ts_col: str) -> Iterator[RowMapping]:
+    return _streamed(engine, select(table).order_by(table.c[ts_col]))
+
+
+def _legacy_streams(engine: Engine, meta: MetaData) -> list[Iterator[tuple[int, int, Event]]]:
     """One time-ordered (ts, kind, event) stream per legacy table present."""
     streams: list[Iterator[tuple[int, int, Event]]] = []
 
@@ -190,7 +197,7 @@ def _legacy_streams(conn: Connection, meta: MetaData) -> list[Iterator[tuple[int
         ts_col = _column(table, LEGACY.video["ts"])
         if ts_col is None:
             raise ValueError(f"legacy table {table.name} has no time column ({LEGACY.video['ts']})")
-        for row in _ordered_rows(conn, table, ts_col):
+        for row in _ordered_rows(engine, table, ts_col):
             for event in _legacy_video_events(_fields(row, table, LEGACY.video), hot):
                 yield event.ts, _KIND_ORDER[event.topic_field], event  # type: ignore[attr-defined]
 
@@ -198,7 +205,7 @@ def _legacy_streams(conn: Connection, meta: MetaData) -> list[Iterator[tuple[int
         ts_col = _column(table, LEGACY.profile["ts"])
         if ts_col is None:
             raise ValueError(f"legacy table up_profile has no time column ({LEGACY.profile['ts']})")
-        for row in _ordered_rows(conn, table, ts_col):
+        for row in _ordered_rows(engine, table, ts_col):
             profile = UpProfile(**_fields(row, table, LEGACY.profile))
             yield profile.ts, 0, profile
 
@@ -214,7 +221,7 @@ def _legacy_streams(conn: Connection, meta: MetaData) -> list[Iterator[tuple[int
 _SIX_HOURS_S = 6 * 3600
 
 
-def _project_streams(conn: Connection, meta: MetaData) -> list[Iterator[tuple[int, int, Event]]]:
+def _project_streams(engine: Engine, meta: MetaData) -> list[Iterator[tuple[int, int, Event]]]:
     """video ⋈ video_early_metrics as snapshots at pubdate + delta_t, hot_entry, up_profile."""
     video, metrics = meta.tables["video"], meta.tables["video_early_metrics"]
 
@@ -225,8 +232,7 @@ def _project_streams(conn: Connection, meta: MetaData) -> list[Iterator[tuple[in
             .order_by(video.c.pub_time, video.c.bvid, metrics.c.delta_t)
         )
         pending: list[tuple[int, str, int, Snapshot]] = []
-        for row in conn.execution_options(stream_results=True, yield_per=2000).execute(query):
-            r = row._mapping
+        for r in _streamed(engine, query):
             pub = _epoch(r["pub_time"])
             while pending and pending[0][0] <= pub:  # rows after this one are at pub or later
                 ts, _, _, snap = heapq.heappop(pending)
@@ -256,7 +262,7 @@ def _project_streams(conn: Connection, meta: MetaData) -> list[Iterator[tuple[in
 
     def hot() -> Iterator[tuple[int, int, Event]]:
         table = meta.tables["hot_entry"]
-        for r in _ordered_rows(conn, table, "first_ts"):
+        for r in _ordered_rows(engine, table, "first_ts"):
             entry = HotListEntry(
                 bvid=r["bvid"], ts=int(r["first_ts"]), source=r["source"], rank=r["best_rank"]
             )
@@ -264,7 +270,7 @@ def _project_streams(conn: Connection, meta: MetaData) -> list[Iterator[tuple[in
 
     def profiles() -> Iterator[tuple[int, int, Event]]:
         table = meta.tables["up_profile"]
-        for r in _ordered_rows(conn, table, "updated_ts"):
+        for r in _ordered_rows(engine, table, "updated_ts"):
             profile = UpProfile(
                 mid=int(r["up_mid"]),
                 ts=int(r["updated_ts"]),
@@ -286,13 +292,11 @@ def sql_tables(url: str, tables: TableSet) -> Iterator[Record]:
     ones (bilibili_videos, hot_videos, up_profile), merged in event-time order."""
     engine = create_engine(url)
     try:
-        with engine.connect() as conn:
-            meta = MetaData()
-            meta.reflect(conn)
-            streams = _project_streams(conn, meta) if tables == "project" else _legacy_streams(conn, meta)
-            merged = heapq.merge(*streams, key=lambda item: (item[0], item[1]))
-            for _, _, event in merged:
-                yield record(event)
+        meta = MetaData()
+        meta.reflect(engine)
+        streams = _project_streams(engine, meta) if tables == "project" else _legacy_streams(engine, meta)
+        for _, _, event in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
+            yield record(event)
     finally:
         engine.dispose()
 
@@ -317,7 +321,7 @@ def records_of(source: str, tables: TableSet = "project") -> Iterator[Record]:
 def in_range(records: Iterable[Record], since: int | None, until: int | None) -> Iterator[Record]:
     """Records with since <= ts < until (either bound optional)."""
     for rec in records:
-        ts = _ts(rec)
+        ts = event_ts(rec)
         if (since is None or ts >= since) and (until is None or ts < until):
             yield rec
 
@@ -332,7 +336,7 @@ def paced(
     start: tuple[int, float] | None = None
     for rec in records:
         if speed is not None:
-            ts = _ts(rec)
+            ts = event_ts(rec)
             if start is None:
                 start = (ts, clock())
             wait = start[1] + (ts - start[0]) / speed - clock()
@@ -346,7 +350,7 @@ def with_progress(records: Iterable[Record], total: int | None, enabled: bool) -
     bar = tqdm(total=total, disable=not enabled, unit="msg", desc="replay")
     try:
         for n, rec in enumerate(records):
-            if enabled and n % 1000 == 0 and (ts := _ts(rec)):
+            if enabled and n % 1000 == 0 and (ts := event_ts(rec)):
                 bar.set_postfix_str(datetime.fromtimestamp(ts, BEIJING).strftime("event time %Y-%m-%d %H:%M"))
             bar.update()
             yield rec
