@@ -185,7 +185,7 @@ def summarize(settings: Settings, svc: ResolvedServices, published: int) -> dict
     statuses: dict[str, Counter[str]] = {h: Counter() for h in HORIZONS}
     for p in preds:
         statuses[p.horizon][p.status] += 1
-    lines = sorted(p.digest_line() for p in preds)
+    lines = digest_lines(preds)
     client = redis.Redis.from_url(svc.redis_url)
     return {
         "events": published,
@@ -195,8 +195,15 @@ def summarize(settings: Settings, svc: ResolvedServices, published: int) -> dict
         },
         "sql_prediction_rows": SqlStore(svc.database_url).count_predictions(),
         "redis_hot_list_size": {h: int(client.zcard(f"{settings.redis_prefix}hot:{h}")) for h in HORIZONS},
+        "duplicate_predictions": len(preds) - len({(p.bvid, p.horizon, p.model_version) for p in preds}),
         "predictions_sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest(),
     }
+
+
+def digest_lines(preds: list[Prediction]) -> list[str]:
+    """The digest's sorted distinct lines: an identical re-emission (at-least-once delivery after a
+    crash or rebalance) counts once, as in the sinks; a duplicate that differs changes the digest."""
+    return sorted({p.digest_line() for p in preds})
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ and in tests/test_embedded.py:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -152,6 +152,18 @@ def _lag(bootstrap: str, admin: Any, group: str, topics: list[str]) -> dict[tupl
     return {(tp.topic, tp.partition): ends[tp] - committed.get(tp, 0) for tp in tps}
 
 
+def group_positions(
+    bootstrap: str, group: str, topics: Iterable[str]
+) -> dict[tuple[str, int], tuple[int, int | None]]:
+    """(topic, partition) -> (end offset, offset `group` committed or None): what a health check reads."""
+    with _admin(bootstrap) as admin:
+        tps = _partitions(admin, list(topics))
+        with _consumer(bootstrap) as consumer:
+            ends = _end_offsets(consumer, tps)
+        committed = _committed(admin, group)
+    return {(tp.topic, tp.partition): (ends[tp], committed.get(tp)) for tp in tps}
+
+
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     """Partition -> offset after the last record."""
     with _admin(bootstrap) as admin, _consumer(bootstrap) as consumer:
@@ -213,23 +225,39 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Record
 
     Ordered by partition, then offset. Manual assignment: no group join, nothing committed.
     """
+    return read_from(bootstrap, topic, None, timeout_s)
+
+
+def read_from(
+    bootstrap: str, topic: str, starts: Mapping[int, int] | None, timeout_s: float = 60.0
+) -> list[Record]:
+    """The records of `topic` from `starts` (partition -> first offset; None: all from 0) to the end.
+
+    The end is the true end at call time (see `_end_offsets`), which is what a changelog reader needs
+    on Tansu. Ordered by partition, then offset.
+    """
     with _admin(bootstrap) as admin, _consumer(bootstrap) as consumer:
-        ends = _end_offsets(consumer, _partitions(admin, [topic]))
-        pending = {tp for tp, end in ends.items() if end > 0}
+        tps = [tp for tp in _partitions(admin, [topic]) if starts is None or tp.partition in starts]
         records: list[Record] = []
+        if not tps:
+            return records
+        ends = _end_offsets(consumer, tps)
+        first = {tp: 0 if starts is None else starts[tp.partition] for tp in tps}
+        pending = {tp for tp in tps if ends[tp] > first[tp]}
         if not pending:
             return records
         consumer.assign(list(pending))
-        consumer.seek_to_beginning()
+        for tp in pending:
+            consumer.seek(tp, first[tp])
         deadline = time.monotonic() + timeout_s
         while pending:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"read_all({topic!r}) incomplete after {timeout_s} s")
+                raise TimeoutError(f"read_from({topic!r}) incomplete after {timeout_s} s")
             for tp, batch in consumer.poll(timeout_ms=200).items():
                 records.extend(
                     Record(r.key, r.value, r.partition, r.offset, r.timestamp)
                     for r in batch
-                    if r.offset < ends[tp]
+                    if first[tp] <= r.offset < ends[tp]
                 )
                 if consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)

@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     redis_stream_maxlen: int = Field(default=100_000, ge=1, description="live stream length cap")
     worker_id: str = Field(default="hotvideo-worker", description="Faust app id / consumer group")
     web_port: int = Field(default=6066, ge=1, le=65535, description="Faust worker web port")
+    web_host: str = Field(default="127.0.0.1", description="worker web bind address (0.0.0.0 in a container)")
+    worker_session_timeout_s: float = Field(
+        default=10.0, gt=0, description="Kafka session timeout: how long a dead worker keeps its partitions"
+    )
+    health_stuck_after_s: float = Field(
+        default=60.0, gt=0, description="lag with no committed-offset progress this long is `stuck`"
+    )
     api_host: str = Field(default="127.0.0.1", description="`hotvideo serve` listen address")
     api_port: int = Field(default=8000, ge=1, le=65535, description="`hotvideo serve` port")
     log_level: str = Field(default="INFO")

@@ -112,7 +112,11 @@ class PredictionSink:
             settings.redis_hotlist_size,
             settings.redis_stream_maxlen,
         )
-        return cls(SqlStore(settings.database_url or settings.sqlite_url), store)
+        backoff = Backoff()
+        # Workers starting together race to create the tables; the loser's "already exists" is an
+        # OperationalError, and its retry finds the tables in place.
+        sql = backoff.run(lambda: SqlStore(settings.database_url or settings.sqlite_url), "sql tables")
+        return cls(sql, store)
 
     def write(self, batch: Sequence[Prediction]) -> None:
         """Store predictions in SQL, then Redis; returns only once both hold the whole batch."""

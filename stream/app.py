@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -26,6 +26,7 @@ from hotvideo.events import (
     UpProfile,
     parse_event,
 )
+from hotvideo.health import Tracker, report
 from hotvideo.logs import get_logger
 from hotvideo.settings import Settings
 from model.features import UpStats
@@ -34,6 +35,7 @@ from model.registry import ModelBundle, load_promoted
 from sink.writer import PredictionSink
 from stream.checkpoint import Changelog, Checkpoint, Checkpointer, Records, StateCache
 from stream.fetch import use_short_fetch_wait
+from stream.recovery import Restorer
 from stream.scoring import Scorer
 
 log = get_logger(__name__)
@@ -59,9 +61,24 @@ class TopicEmitter:
 
     def __init__(self, predictions: Any, deadletter: Any) -> None:
         self.predictions, self.deadletter = predictions, deadletter
+        self.sent: list[Any] = []
 
     async def prediction(self, pred: Prediction) -> None:
-        await self.predictions.send(key=pred.key(), value=pred.to_json())
+        # force: produce now. Without it Faust attaches the message to the source offset and produces
+        # it only at the next commit, after the state recording it as fired (and `delivered` would wait
+        # for a commit that waits for this batch).
+        self.sent.append(await self.predictions.send(key=pred.key(), value=pred.to_json(), force=True))
+
+    async def delivered(self) -> None:
+        """Wait until the broker acknowledged every prediction sent so far.
+
+        The scoring agent calls it before it writes the states that record those horizons as fired:
+        a worker killed in between then re-fires them from its committed offset (a duplicate the
+        sinks absorb) instead of recording a checkpoint whose prediction was lost.
+        """
+        sent, self.sent = self.sent, []
+        if sent:
+            await asyncio.gather(*sent)
 
     async def dead(self, letter: DeadLetter) -> None:
         await self.deadletter.send(value=letter.to_json())
@@ -70,21 +87,32 @@ class TopicEmitter:
 class UploaderProfiles:
     """Uploader histories keyed by mid, in a Faust GlobalTable (every worker holds all of them)."""
 
-    def __init__(self, table: MutableMapping[bytes, Any]) -> None:
+    def __init__(self, table: Any) -> None:
         self.table = table
         self.cache: dict[int, UpHistory] = {}
+        self.written: set[int] = set()
+        """mids this process wrote: newer than anything a changelog replay could bring."""
 
     def add(self, profile: UpProfile) -> None:
         """Called per event inside the agent's iteration, where table writes are allowed."""
         history = self._history(profile.mid) or UpHistory()
         if history.add(profile):
             self.cache[profile.mid] = history
+            self.written.add(profile.mid)
             self.table[str(profile.mid).encode()] = history.to_dict()
 
     def at(self, mid: int, as_of: int) -> UpStats | None:
         """The uploader's profile as known at as_of (`Scorer`'s lookup)."""
         history = self._history(mid)
         return None if history is None else history.at(as_of)
+
+    def written_keys(self) -> set[bytes]:
+        """Table keys this process wrote (`Restorer` leaves them alone)."""
+        return {str(mid).encode() for mid in self.written}
+
+    def drop_read(self) -> None:
+        """Forget histories read from the table: a completed recovery may have newer ones."""
+        self.cache = {mid: h for mid, h in self.cache.items() if mid in self.written}
 
     def _history(self, mid: int) -> UpHistory | None:
         history = self.cache.get(mid)
@@ -158,9 +186,9 @@ def create_app(
         key_serializer="raw",
         value_serializer="raw",
         web_port=settings.web_port,
-        web_host="127.0.0.1",
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=1.0,
+        web_host=settings.web_host,
+        broker_session_timeout=settings.worker_session_timeout_s,
+        broker_heartbeat_interval=min(1.0, settings.worker_session_timeout_s / 3),
         broker_commit_interval=1.0,
         producer_linger=0.005,  # batch produce requests: a few ms of latency for far fewer requests
         producer_max_batch_size=256 * 1024,
@@ -168,6 +196,9 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         topic_replication_factor=1,
         table_standby_replicas=0,
+        # Tansu under-reports end offsets (see stream/recovery.py), so a changelog offset Faust already
+        # read can exceed the "highwater"; the check guards RocksDB files, and we keep state in memory.
+        recovery_consistency_check=False,
     )
     use_short_fetch_wait(app)
     inputs = app.topic(topics.snapshot, topics.hotlist, key_type=bytes, value_type=bytes)
@@ -188,10 +219,15 @@ def create_app(
         app.GlobalTable("up_profiles", default=None, key_type=bytes, partitions=settings.partitions)
     )
     scorer = Scorer(model, uploaders.at)
+    # On a broker (not fed directly by a unit test): finish recovery and rebuild the queues per assignment.
+    on_broker = emitter is None
+    restorer = Restorer(app, bootstrap, topics.snapshot, checkpointer, headers, rows, uploaders)
     app.checkpointer = checkpointer  # type: ignore[attr-defined]
     app.uploaders = uploaders  # type: ignore[attr-defined]
+    app.restorer = restorer  # type: ignore[attr-defined]
 
-    out = emitter if emitter is not None else TopicEmitter(predictions, deadletter)
+    topic_out = TopicEmitter(predictions, deadletter)
+    out = emitter if emitter is not None else topic_out
     progress = Progress()
 
     async def dead(message: Any, reason: str) -> None:
@@ -223,15 +259,19 @@ def create_app(
         """Absorb a batch of events in order, write each touched state once, score all that is due."""
         async for events in stream.take_events(SCORE_BATCH, within=SCORE_WITHIN_S):
             progress.begin()
+            if on_broker:
+                restorer.ensure()
             due: list[Checkpoint] = []
             for event in events:
                 try:
                     due += absorb(event.message)
                 except BadEvent as exc:
                     await dead(event.message, str(exc))
-            checkpointer.states.flush(first_snapshot_offsets(events, topics.snapshot))
             for pred in scorer.predict(due):
                 await out.prediction(pred)
+            if on_broker:
+                await topic_out.delivered()
+            checkpointer.flush(first_snapshot_offsets(events, topics.snapshot))
             checkpointer.stats["messages"] += len(events)
             progress.update(len(events))
 
@@ -244,22 +284,36 @@ def create_app(
             except BadEvent:
                 continue  # the profile sink agent dead-letters it
 
+    def worker_view() -> dict[str, Any]:
+        """This worker's own counters; the watermark is the last event time seen per partition."""
+        return {
+            **progress.as_dict(),
+            "counters": dict(checkpointer.stats),
+            "watermarks": {str(p): w for p, w in checkpointer.watermarks.items()},
+            "pending_wakeups": checkpointer.pending(),
+            "cached_videos": len(checkpointer.states.live),
+            "assigned": sorted(restorer.assigned()),
+            "restore": restorer.last,
+        }
+
     @app.page("/stats/")
     async def stats_page(web: Any, request: Any) -> Any:
         """Counters for benchmarks and health checks: messages, checkpoints, watermarks, queue."""
-        return web.json(
-            {
-                **progress.as_dict(),
-                "counters": dict(checkpointer.stats),
-                "watermarks": {str(p): w for p, w in checkpointer.watermarks.items()},
-                "pending_wakeups": checkpointer.pending(),
-                "cached_videos": len(checkpointer.states.live),
-            }
-        )
+        return web.json(worker_view())
+
+    tracker = Tracker(settings.health_stuck_after_s)
+
+    @app.page("/health/")
+    async def health_page(web: Any, request: Any) -> Any:
+        """The group's lag, offset progress, sink backlog and verdict (503 when stuck), and this worker."""
+        body = await asyncio.to_thread(report, bootstrap, settings.worker_id, topics, tracker)
+        body["worker"] = worker_view()
+        return web.json(body, status=200 if body["verdict"] == "ok" else 503)
 
     async def forget_cached_state(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         """Partitions may move to another worker: from now on the table, not the cache, is the truth."""
         checkpointer.states.clear()
+        restorer.invalidate()
 
     app.on_partitions_revoked.connect(forget_cached_state)  # type: ignore[arg-type]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Collection, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +86,11 @@ class VideoState:
 
     def unfired(self) -> list[str]:
         return [h for h in HORIZON_ORDER if h not in self.fired]
+
+
+def watermark_key(partition: int) -> bytes:
+    """The header-table key of a partition's watermark (never a bvid, so no video can collide)."""
+    return f"~watermark:{partition}".encode()
 
 
 Changelog = Callable[[int, bytes, Any], None]
@@ -261,6 +266,44 @@ class Checkpointer:
     watermarks: dict[int, int] = field(default_factory=dict)
     queues: dict[int, list[tuple[int, str]]] = field(default_factory=dict)
     stats: Counter[str] = field(default_factory=Counter)
+    moved: set[int] = field(default_factory=set)
+    """Partitions whose watermark changed since the last `flush`."""
+
+    def flush(self, first_offsets: Mapping[int, int] | None = None) -> int:
+        """Write the states (`StateCache.flush`) and each moved watermark, so a new owner resumes them."""
+        for partition in sorted(self.moved):
+            key = watermark_key(partition)
+            self.states.headers.write(partition, key, {"watermark": self.watermarks[partition]})
+        writes = len(self.moved) + self.states.flush(first_offsets)
+        self.moved.clear()
+        return writes
+
+    def restore(self, partitions: Collection[int], owner: Mapping[bytes, int]) -> None:
+        """Rebuild watermarks and wake-up queues for the assigned `partitions` from the tables.
+
+        `owner` maps every header key of those partitions to its partition (the changelog says).
+        Entries of other partitions are dropped from the stores (not from the changelogs): they belong
+        to another worker now, and reading them later could only mislead.
+        """
+        self.states.clear()
+        headers, rows = self.states.headers.data, self.states.rows.data
+        for key in [k for k in headers if owner.get(k) not in partitions]:
+            del headers[key]
+        for key in [k for k in rows if int(k.split(b":", 1)[0]) not in partitions]:
+            del rows[key]
+        self.watermarks = {}
+        self.queues = {}
+        self.moved.clear()
+        for key, header in headers.items():
+            partition = owner[key]
+            if key == watermark_key(partition):
+                self.watermarks[partition] = header["watermark"]
+                continue
+            wake = self._wakeup(VideoState.from_records(header, []))
+            if wake is not None:
+                self.queues.setdefault(partition, []).append((wake, key.decode()))
+        for queue in self.queues.values():
+            heapq.heapify(queue)
 
     def on_snapshot(self, snap: Snapshot, partition: int) -> list[Checkpoint]:
         """Absorb one valid snapshot; return every checkpoint it makes due, in a fixed order."""
@@ -349,7 +392,9 @@ class Checkpointer:
     def _advance(self, partition: int, ts: int) -> list[Checkpoint]:
         """Move the partition's watermark and fire every video whose wake-up time it passed."""
         mark = max(self.watermarks.get(partition, 0), ts)
-        self.watermarks[partition] = mark
+        if mark != self.watermarks.get(partition):
+            self.watermarks[partition] = mark
+            self.moved.add(partition)
         queue = self.queues.get(partition, [])
         fired: list[Checkpoint] = []
         while queue and queue[0][0] < mark:

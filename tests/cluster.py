@@ -1,0 +1,146 @@
+"""Worker processes (`hotvideo worker`) on the session's embedded broker: crash, outage and fuzz tests.
+
+Each `Cluster` has its own topic names and consumer group, so clusters share one broker without
+seeing each other, and a short session timeout, so a killed worker's partitions move in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hotvideo.embedded import free_port
+from hotvideo.events import Prediction, parse_event
+from hotvideo.kafka_admin import ensure_topics, read_all, wait_until_caught_up
+from hotvideo.settings import Settings, Topics
+from ingest.publish import publish
+
+SESSION_TIMEOUT_S = 3.0
+
+
+@dataclass
+class Cluster:
+    """Workers of one consumer group over their own topics, stores and model."""
+
+    bootstrap: str
+    name: str
+    model_dir: Path
+    workdir: Path
+    redis_url: str
+    database_url: str
+    partitions: int = 4
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.topics = Topics(
+            **{f: f"{self.name}.{f}" for f in ("snapshot", "profile", "hotlist", "prediction", "deadletter")}
+        )
+        self.group = f"{self.name}-worker"
+        ensure_topics(self.bootstrap, self.topics, self.partitions)
+
+    def env(self, worker: str) -> dict[str, str]:
+        topic_env = {f"TOPIC_{k.upper()}": v for k, v in self.topics.model_dump().items()}
+        return {
+            **os.environ,
+            **topic_env,
+            "KAFKA_BOOTSTRAP": self.bootstrap,
+            "REDIS_URL": self.redis_url,
+            "DATABASE_URL": self.database_url,
+            "MODEL_DIR": str(self.model_dir),
+            "DATA_DIR": str(self.workdir / worker),
+            "WORKER_ID": self.group,
+            "PARTITIONS": str(self.partitions),
+            "WEB_PORT": str(self.ports[worker]),
+            "WORKER_SESSION_TIMEOUT_S": str(SESSION_TIMEOUT_S),
+            "HEALTH_STUCK_AFTER_S": "5",
+        }
+
+    def start(self, worker: str) -> None:
+        """Start `hotvideo worker` as a child process; its log is `<workdir>/<worker>.log`."""
+        self.ports[worker] = free_port()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        out = (self.workdir / f"{worker}.log").open("ab")
+        self.workers[worker] = subprocess.Popen(
+            [sys.executable, "-m", "hotvideo.cli", "worker"],
+            env=self.env(worker),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def page(self, worker: str, path: str = "stats") -> dict[str, Any]:
+        """A JSON page of the worker's web server (a 503 health answer is returned, not raised)."""
+        url = f"http://127.0.0.1:{self.ports[worker]}/{path}/"
+        try:
+            with urllib.request.urlopen(url, timeout=20) as response:
+                body: dict[str, Any] = json.load(response)
+        except urllib.error.HTTPError as exc:
+            body = json.load(exc)
+        return body
+
+    def wait_assigned(self, workers: Iterable[str], timeout_s: float = 90.0) -> dict[str, list[int]]:
+        """Block until the workers together hold every input partition, each restored."""
+        names = list(workers)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.check_alive()
+            try:
+                held = {w: self.page(w)["assigned"] for w in names}
+                if sorted(p for ps in held.values() for p in ps) == list(range(self.partitions)) and all(
+                    held.values()
+                ):
+                    return held
+            except OSError:
+                pass  # web server not up yet
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"partitions not assigned within {timeout_s} s; see {self.workdir}")
+            time.sleep(0.3)
+
+    def publish(self, records: Iterable[tuple[str, bytes | None, bytes]]) -> int:
+        return publish(records, self.bootstrap, self.topics, progress=False)
+
+    def wait_caught_up(self, timeout_s: float = 120.0) -> None:
+        t = self.topics
+        wait_until_caught_up(
+            self.bootstrap,
+            self.group,
+            [t.snapshot, t.hotlist, t.profile, t.prediction],
+            timeout_s=timeout_s,
+            settle_s=2.0,
+        )
+
+    def predictions(self) -> list[Prediction]:
+        return [parse_event(Prediction, r.value) for r in read_all(self.bootstrap, self.topics.prediction)]
+
+    def check_alive(self) -> None:
+        for name, proc in self.workers.items():
+            if proc.poll() is not None and proc.returncode != -signal.SIGKILL:
+                raise RuntimeError(f"worker {name} exited ({proc.returncode}); see {self.workdir}/{name}.log")
+
+    def kill(self, worker: str) -> None:
+        self.workers[worker].send_signal(signal.SIGKILL)
+        self.workers[worker].wait()
+
+    def stop(self) -> None:
+        for proc in self.workers.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.workers.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def settings_of(cluster: Cluster) -> Settings:
+    return Settings(topics=cluster.topics, worker_id=cluster.group, partitions=cluster.partitions)
