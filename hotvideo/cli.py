@@ -273,5 +273,22 @@ def collect(
     run_collect(get_settings(), seconds)
 
 
+@app.command()
+def health(
+    sample_s: Annotated[float, typer.Option(min=0.5, help="seconds between the two offset samples")] = 5.0,
+) -> None:
+    """Consumer lag, committed-offset progress and sink backlog of the worker group; exit 1 if stuck."""
+    import json
+
+    from hotvideo.health import check
+
+    settings = get_settings()
+    if settings.kafka_bootstrap is None:
+        raise typer.BadParameter("set KAFKA_BOOTSTRAP to the broker the workers read from")
+    result = check(settings.kafka_bootstrap, settings.worker_id, settings.topics, sample_s)
+    typer.echo(json.dumps(result, indent=2))
+    raise typer.Exit(0 if result["verdict"] == "ok" else 1)
+
+
 if __name__ == "__main__":
     app()
