@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
+import typer
 from kafka import KafkaProducer
 from typer.testing import CliRunner
 
@@ -87,7 +91,16 @@ def test_cli_rejects_unknown_horizon() -> None:
     assert "unknown horizon" in result.output
 
 
-@pytest.mark.parametrize("command", ["demo", "worker", "simulate", "replay", "train", "subscribe", "schemas"])
+COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def test_the_documented_commands_exist() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `hotvideo (\w+)", readme, flags=re.MULTILINE))
+    assert documented == set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_subcommand_has_help(command: str) -> None:
     result = CliRunner().invoke(app, [command, "--help"])
     assert result.exit_code == 0
