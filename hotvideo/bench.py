@@ -305,6 +305,7 @@ def percentiles(values: np.ndarray, prefix: str) -> dict[str, float]:
 def scoring_cost(opts: BenchOptions) -> dict[str, float]:
     """ONNX against scikit-learn, one row at a time and as one batch, on the same trained model."""
     from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
 
     from model.classifiers import export_onnx
     from model.onnx_io import make_session, predict_proba
@@ -329,8 +330,9 @@ def scoring_cost(opts: BenchOptions) -> dict[str, float]:
         fn(rows)
         return (time.perf_counter() - started) * 1e6
 
-    onnx_row, sk_row = per_row(onnx), per_row(clf.predict_proba)
-    onnx_batch, sk_batch = batched(onnx), batched(clf.predict_proba)
+    with threadpool_limits(limits=1):  # like the ONNX session: one thread, no oversubscription
+        onnx_row, sk_row = per_row(onnx), per_row(clf.predict_proba)
+        onnx_batch, sk_batch = batched(onnx), batched(clf.predict_proba)
     return {
         "onnx_row_us": onnx_row,
         "sklearn_row_us": sk_row,
