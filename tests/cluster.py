@@ -38,6 +38,8 @@ class Cluster:
     redis_url: str
     database_url: str
     partitions: int = 4
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """More settings for every worker (a Redis prefix of its own, say)."""
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
 
@@ -63,6 +65,7 @@ class Cluster:
             "WEB_PORT": str(self.ports[worker]),
             "WORKER_SESSION_TIMEOUT_S": str(SESSION_TIMEOUT_S),
             "HEALTH_STUCK_AFTER_S": "5",
+            **self.extra_env,
         }
 
     def start(self, worker: str) -> None:
