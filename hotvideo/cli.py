@@ -276,16 +276,31 @@ def collect(
 @app.command()
 def health(
     sample_s: Annotated[float, typer.Option(min=0.5, help="seconds between the two offset samples")] = 5.0,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="seconds each sample may wait for the broker; then exit 2")
+    ] = 10.0,
 ) -> None:
-    """Consumer lag, committed-offset progress and sink backlog of the worker group; exit 1 if stuck."""
+    """Consumer lag, committed-offset progress and sink backlog of the worker group.
+
+    Exit 0 ok, 1 stuck, 2 broker unreachable within --timeout (a health probe must not hang).
+    """
     import json
 
-    from hotvideo.health import check
+    from hotvideo.health import BrokerUnreachable, check
 
     settings = get_settings()
     if settings.kafka_bootstrap is None:
         raise typer.BadParameter("set KAFKA_BOOTSTRAP to the broker the workers read from")
-    result = check(settings.kafka_bootstrap, settings.worker_id, settings.topics, sample_s)
+    try:
+        result = check(settings.kafka_bootstrap, settings.worker_id, settings.topics, sample_s, timeout)
+    except BrokerUnreachable as exc:
+        typer.echo(json.dumps({"verdict": "unreachable", "error": str(exc)}, indent=2))
+        typer.echo(
+            f"hotvideo health: {exc}. Check that Kafka is running and that KAFKA_BOOTSTRAP "
+            f"({settings.kafka_bootstrap}) points at it; --timeout waits longer for a slow broker.",
+            err=True,
+        )
+        raise typer.Exit(2) from None
     typer.echo(json.dumps(result, indent=2))
     raise typer.Exit(0 if result["verdict"] == "ok" else 1)
 
