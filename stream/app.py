@@ -29,21 +29,17 @@ from hotvideo.events import (
 from hotvideo.health import Tracker, report
 from hotvideo.logs import get_logger
 from hotvideo.settings import Settings
-from model.features import UpStats
-from model.history import UpHistory
 from model.registry import ModelBundle, load_promoted
 from sink.writer import PredictionSink
 from stream.checkpoint import Changelog, Checkpoint, Checkpointer, Records, StateCache
-from stream.fetch import use_short_fetch_wait
+from stream.lane import Lane, install_lane
+from stream.profiles import ProfileReader
 from stream.recovery import Restorer
 from stream.scoring import Scorer
 
 log = get_logger(__name__)
 E = TypeVar("E", bound=Event)
 
-SCORE_BATCH = 4096
-SCORE_WITHIN_S = 0.01
-"""A batch closes at this size or this long after its first event: small enough for low latency."""
 SINK_BATCH = 500
 SINK_WITHIN_S = 0.05
 
@@ -84,45 +80,6 @@ class TopicEmitter:
         await self.deadletter.send(value=letter.to_json())
 
 
-class UploaderProfiles:
-    """Uploader histories keyed by mid, in a Faust GlobalTable (every worker holds all of them)."""
-
-    def __init__(self, table: Any) -> None:
-        self.table = table
-        self.cache: dict[int, UpHistory] = {}
-        self.written: set[int] = set()
-        """mids this process wrote: newer than anything a changelog replay could bring."""
-
-    def add(self, profile: UpProfile) -> None:
-        """Called per event inside the agent's iteration, where table writes are allowed."""
-        history = self._history(profile.mid) or UpHistory()
-        if history.add(profile):
-            self.cache[profile.mid] = history
-            self.written.add(profile.mid)
-            self.table[str(profile.mid).encode()] = history.to_dict()
-
-    def at(self, mid: int, as_of: int) -> UpStats | None:
-        """The uploader's profile as known at as_of (`Scorer`'s lookup)."""
-        history = self._history(mid)
-        return None if history is None else history.at(as_of)
-
-    def written_keys(self) -> set[bytes]:
-        """Table keys this process wrote (`Restorer` leaves them alone)."""
-        return {str(mid).encode() for mid in self.written}
-
-    def drop_read(self) -> None:
-        """Forget histories read from the table: a completed recovery may have newer ones."""
-        self.cache = {mid: h for mid, h in self.cache.items() if mid in self.written}
-
-    def _history(self, mid: int) -> UpHistory | None:
-        history = self.cache.get(mid)
-        if history is None:
-            raw = self.table.get(str(mid).encode())
-            if raw is not None:
-                history = self.cache[mid] = UpHistory.from_dict(raw)
-        return history
-
-
 @dataclass
 class Progress:
     """Wall-clock throughput of the scoring agent (what a benchmark or a liveness probe reads)."""
@@ -145,11 +102,10 @@ class Progress:
         return {"messages": self.messages, "first_at": self.first_at, "last_at": self.last_at}
 
 
-def first_snapshot_offsets(events: Sequence[Any], topic: str) -> dict[int, int]:
+def first_snapshot_offsets(messages: Sequence[Any], topic: str) -> dict[int, int]:
     """Partition -> offset of the batch's first snapshot there: names the batch's row chunks."""
     first: dict[int, int] = {}
-    for event in events:
-        message = event.message
+    for message in messages:
         if message.topic == topic and message.partition not in first:
             first[message.partition] = message.offset
     return first
@@ -200,8 +156,8 @@ def create_app(
         # read can exceed the "highwater"; the check guards RocksDB files, and we keep state in memory.
         recovery_consistency_check=False,
     )
-    use_short_fetch_wait(app)
-    inputs = app.topic(topics.snapshot, topics.hotlist, key_type=bytes, value_type=bytes)
+    lane = Lane(topics.snapshot, topics.hotlist)
+    link_lane = install_lane(app, lane)
     predictions = app.topic(topics.prediction, key_type=bytes, value_type=bytes)
     profiles = app.topic(topics.profile, key_type=bytes, value_type=bytes)
     hotlist = app.topic(topics.hotlist, key_type=bytes, value_type=bytes)
@@ -215,13 +171,11 @@ def create_app(
         grace_s=settings.checkpoint_grace_s,
     )
     model = bundle if bundle is not None else load_promoted(settings.model_dir)
-    uploaders = UploaderProfiles(
-        app.GlobalTable("up_profiles", default=None, key_type=bytes, partitions=settings.partitions)
-    )
-    scorer = Scorer(model, uploaders.at)
     # On a broker (not fed directly by a unit test): finish recovery and rebuild the queues per assignment.
     on_broker = emitter is None
-    restorer = Restorer(app, bootstrap, topics.snapshot, checkpointer, headers, rows, uploaders)
+    uploaders = ProfileReader(bootstrap if on_broker else None, topics.profile)
+    scorer = Scorer(model, uploaders.at)
+    restorer = Restorer(app, bootstrap, topics.snapshot, checkpointer, headers, rows)
     app.checkpointer = checkpointer  # type: ignore[attr-defined]
     app.uploaders = uploaders  # type: ignore[attr-defined]
     app.restorer = restorer  # type: ignore[attr-defined]
@@ -254,41 +208,53 @@ def create_app(
             raise BadEvent(f"message key {message.key!r} is not the bvid {snap.bvid}")
         return checkpointer.on_snapshot(snap, message.partition)
 
-    @app.agent(inputs, name="score")
-    async def score(stream: Any) -> None:
-        """Absorb a batch of events in order, write each touched state once, score all that is due."""
-        async for events in stream.take_events(SCORE_BATCH, within=SCORE_WITHIN_S):
-            progress.begin()
-            if on_broker:
-                restorer.ensure()
-            due: list[Checkpoint] = []
-            for event in events:
-                try:
-                    due += absorb(event.message)
-                except BadEvent as exc:
-                    await dead(event.message, str(exc))
-            for pred in scorer.predict(due):
-                await out.prediction(pred)
-            if on_broker:
-                await topic_out.delivered()
-            checkpointer.flush(first_snapshot_offsets(events, topics.snapshot))
-            checkpointer.stats["messages"] += len(events)
-            progress.update(len(events))
-
-    @app.agent(profiles, name="profiles")
-    async def keep_profiles(stream: Any) -> None:
-        """Every uploader profile into the global profile table (features use the one as of as_of)."""
-        async for event in stream.events():
+    async def score(messages: Sequence[Any]) -> None:
+        """Absorb a batch of input messages in order, write each touched state once, score what is due."""
+        progress.begin()
+        if on_broker:
+            restorer.ensure()
+        due: list[Checkpoint] = []
+        for message in messages:
             try:
-                uploaders.add(parse_event(UpProfile, event.message.value))
-            except BadEvent:
-                continue  # the profile sink agent dead-letters it
+                due += absorb(message)
+            except BadEvent as exc:
+                await dead(message, str(exc))
+        scored = [cp.as_of for cp in due if cp.status == "scored"]
+        if scored:
+            await uploaders.ready_for(max(scored))
+        for pred in scorer.predict(due):
+            await out.prediction(pred)
+        if on_broker:
+            await topic_out.delivered()
+        checkpointer.flush(first_snapshot_offsets(messages, topics.snapshot))
+        checkpointer.stats["messages"] += len(messages)
+        progress.update(len(messages))
+
+    app.score = score  # type: ignore[attr-defined]  # unit tests feed batches to it directly
+
+    @app.task
+    async def score_lane() -> None:
+        """The scoring loop: every fetch of the lane's topics, as soon as it arrives (stream/lane.py)."""
+        link_lane()
+        while True:
+            batches = await lane.take()
+            async with lane.busy:
+                await score([r for batch in batches for r in batch.records()])
+                lane.ack(batches)
+
+    if on_broker:
+
+        @app.task
+        async def read_profiles() -> None:
+            """Every uploader profile, from the whole profile topic (stream/profiles.py)."""
+            await uploaders.run()
 
     def worker_view() -> dict[str, Any]:
         """This worker's own counters; the watermark is the last event time seen per partition."""
         return {
             **progress.as_dict(),
             "counters": dict(checkpointer.stats),
+            "profiles": dict(uploaders.stats),
             "watermarks": {str(p): w for p, w in checkpointer.watermarks.items()},
             "pending_wakeups": checkpointer.pending(),
             "cached_videos": len(checkpointer.states.live),
@@ -311,7 +277,13 @@ def create_app(
         return web.json(body, status=200 if body["verdict"] == "ok" else 503)
 
     async def forget_cached_state(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        """Partitions may move to another worker: from now on the table, not the cache, is the truth."""
+        """Partitions may move to another worker: from now on the table, not the cache, is the truth.
+
+        A batch being scored finishes first (its state changes reach the changelog before the next
+        owner reads it); fetched batches not yet scored are dropped (the next owner reads them again).
+        """
+        async with lane.busy:
+            lane.clear()
         checkpointer.states.clear()
         restorer.invalidate()
 

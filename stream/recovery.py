@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Container, MutableMapping
-from typing import Any, Protocol
+from collections.abc import MutableMapping
+from typing import Any
 
 from hotvideo.kafka_admin import Record, read_from
 from hotvideo.logs import get_logger
@@ -27,28 +27,15 @@ from stream.checkpoint import Checkpointer
 log = get_logger(__name__)
 
 
-def apply(data: MutableMapping[bytes, Any], records: list[Record], keep: Container[bytes] = ()) -> None:
-    """Changelog records into a table's store, in order: the last value per key wins, None deletes.
-
-    Keys in `keep` were written by this process since it started: its value is newer.
-    """
+def apply(data: MutableMapping[bytes, Any], records: list[Record]) -> None:
+    """Changelog records into a table's store, in order: the last value per key wins, None deletes."""
     for record in records:
-        if record.key is None or record.key in keep:
+        if record.key is None:
             continue
         if record.value is None:
             data.pop(record.key, None)
         else:
             data[record.key] = json.loads(record.value)
-
-
-class ProfileCache(Protocol):
-    """The uploader-profile cache over the global table (`stream.app.UploaderProfiles`)."""
-
-    table: Any
-
-    def written_keys(self) -> set[bytes]: ...
-
-    def drop_read(self) -> None: ...
 
 
 class Restorer:
@@ -62,11 +49,10 @@ class Restorer:
         checkpointer: Checkpointer,
         headers: Any,
         rows: Any,
-        profiles: ProfileCache,
     ) -> None:
         self.app, self.bootstrap, self.input_topic = app, bootstrap, input_topic
         self.checkpointer = checkpointer
-        self.headers, self.rows, self.profiles = headers, rows, profiles
+        self.headers, self.rows = headers, rows
         self.restored: frozenset[int] | None = None
         """Input partitions the checkpointer was last restored for; None: restore before the next batch."""
         self.last: dict[str, Any] = {}
@@ -93,8 +79,6 @@ class Restorer:
             return
         began = time.monotonic()
         completed = self._complete(self.rows, partitions)
-        completed += self._complete(self.profiles.table, None, self.profiles.written_keys())
-        self.profiles.drop_read()
         header_records = read_from(
             self.bootstrap, self._changelog(self.headers), dict.fromkeys(partitions, 0)
         )
@@ -111,19 +95,18 @@ class Restorer:
         }
         log.info("state restored", **self.last)
 
-    def _complete(self, table: Any, partitions: frozenset[int] | None, keep: Container[bytes] = ()) -> int:
+    def _complete(self, table: Any, partitions: frozenset[int]) -> int:
         """Apply the changelog records Faust's recovery did not reach; returns how many there were."""
         topic = self._changelog(table)
         reached = {
             tp.partition: o for tp, o in self.app.tables.recovery.active_offsets.items() if tp.topic == topic
         }
-        numbers = partitions if partitions is not None else range(table.partitions or 0)
         starts: dict[int, int] = {}
-        for number in numbers:
+        for number in partitions:
             offset = reached.get(number)
             starts[number] = 0 if offset is None or offset < 0 else offset + 1
         records = read_from(self.bootstrap, topic, starts)
-        apply(table.data, records, keep)
+        apply(table.data, records)
         return len(records)
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""Drive the scoring agent through Faust's `agent.test_context()`, recording what it emits."""
+"""Feed batches of messages to the worker's scoring function (no broker), recording what it emits."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+from faust.types import Message
 
 from hotvideo.events import DeadLetter, Event, Prediction
 from hotvideo.settings import Settings
@@ -32,23 +34,22 @@ class Recorder:
 
 
 class Harness:
-    def __init__(self, agent: Any, app: Any, recorder: Recorder, model_dir: Path) -> None:
-        self.agent, self.app, self.out, self.model_dir = agent, app, recorder, model_dir
+    def __init__(self, app: Any, recorder: Recorder, model_dir: Path) -> None:
+        self.app, self.out, self.model_dir = app, recorder, model_dir
+        self.pending: list[Message] = []
+        self.offsets: dict[tuple[str, int], int] = {}
 
     async def send(self, topic: str, value: bytes, key: bytes | None, partition: int = 0) -> None:
-        """Deliver one message as if read from `topic` (the test context alone cannot name a topic)."""
-        msg = self.agent.to_message(key, value, partition=partition, offset=self.agent.sent_offset)
-        msg.topic = topic
-        channel = self.agent.stream().channel
-        await channel.put(await channel.decode(msg))
-        self.agent.sent_offset += 1
+        """Queue one message as if fetched from `topic`; `settle` scores what is queued as one batch."""
+        offset = self.offsets.get((topic, partition), 0)
+        self.offsets[(topic, partition)] = offset + 1
+        self.pending.append(Message(topic, partition, offset, 0.0, 0, None, key, value, None))
 
     async def settle(self, timeout_s: float = 10.0) -> None:
-        """Wait until the agent has processed every message sent (it works in batches)."""
-        stats = self.app.checkpointer.stats
+        """Score every queued message, in one batch as the worker's lane would."""
+        batch, self.pending = self.pending, []
         async with asyncio.timeout(timeout_s):
-            while stats["messages"] < self.agent.sent_offset:
-                await asyncio.sleep(0.002)
+            await self.app.score(batch)
 
     async def put_raw(self, topic: str, value: bytes, key: bytes | None, partition: int = 0) -> None:
         await self.send(topic, value, key, partition)
@@ -64,14 +65,10 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def open_harness(model_dir: Path) -> AsyncIterator[Harness]:
-    """A scoring agent with a real promoted model, no broker, and a recorder for its output."""
+    """The worker's scoring function with a real promoted model, no broker, and a recorder."""
     recorder = Recorder()
     settings = Settings(model_dir=model_dir, checkpoint_grace_s=600)
     app = create_app(
         settings, "localhost:1", bundle=load_promoted(model_dir), with_sinks=False, emitter=recorder
     )
-    app.finalize()
-    app.conf.store = "memory://"
-    app.flow_control.resume()
-    async with app.agents["score"].test_context() as agent:
-        yield Harness(agent, app, recorder, model_dir)
+    yield Harness(app, recorder, model_dir)

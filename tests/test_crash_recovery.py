@@ -103,8 +103,4 @@ def test_sigkill_of_one_of_two_workers_loses_nothing_and_doubles_nothing(
         f"(session timeout 3 s); due checkpoints {len(due)}, predictions on the topic {len(got)} "
         f"({len(got) - len(due)} re-emitted duplicates), SQL rows {len(rows)}; last restore {restore}"
     )
-    if differ:
-        # Known gap (see the report of issue #6): uploader profiles reach the other worker only
-        # through the `up_profiles` GlobalTable, so with two workers a video can be scored before
-        # its uploader's profile arrived there; the same happens with no kill at all.
-        pytest.xfail(f"{len(differ)} of {len(due)} predictions differ from the one-worker run: {differ[:3]}")
+    assert not differ, f"{len(differ)} of {len(due)} predictions differ from the one-worker run: {differ[:3]}"

@@ -123,14 +123,10 @@ async def test_bad_hot_list_entry_goes_to_dead_letter(harness: Harness) -> None:
 async def test_uploader_profiles_feed_the_features_as_of_the_checkpoint(trained_model_dir: Path) -> None:
     settings = Settings(model_dir=trained_model_dir)
     app = create_app(settings, "localhost:1", bundle=load_promoted(trained_model_dir), with_sinks=False)
-    app.finalize()
-    app.conf.store = "memory://"
-    app.flow_control.resume()
     early = UpProfile(mid=42, ts=T0 - 3600, follower=1000, archive_count=10, total_view=50_000)
     late = UpProfile(mid=42, ts=T0 + 7200, follower=9000, archive_count=11, total_view=90_000)
-    async with app.agents["profiles"].test_context() as agent:
-        await agent.put(early.to_json(), key=early.key())
-        await agent.put(late.to_json(), key=late.key())
+    app.uploaders.add(early)
+    app.uploaders.add(late)
     uploaders = app.uploaders
     assert uploaders.at(42, T0 - 7200) is None  # nothing known before the first profile
     one_hour = uploaders.at(42, T0 + 3600)
