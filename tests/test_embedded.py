@@ -16,6 +16,8 @@ from hotvideo.embedded import (
     EmbeddedBroker,
     EmbeddedRedis,
     EmbeddedServiceError,
+    S3Storage,
+    free_port,
     port_open,
     services,
 )
@@ -28,6 +30,7 @@ from hotvideo.kafka_admin import (
     wait_until_caught_up,
 )
 from hotvideo.settings import Settings, Topics
+from tests.s3_server import S3Server
 
 PARTITIONS = 3
 
@@ -92,6 +95,40 @@ def test_topics_produce_read_and_track_a_group(embedded_broker: EmbeddedBroker) 
     assert committed_offsets(bootstrap, group, topics.snapshot) == ends
     assert set(consumer_lag(bootstrap, group, names).values()) == {0}
     wait_until_caught_up(bootstrap, group, names, timeout_s=10, settle_s=0.3)
+
+
+@pytest.mark.parametrize("durable", [True, False], ids=["s3", "memory"])
+def test_durable_broker_keeps_records_and_commits_across_a_restart(tmp_path: Path, durable: bool) -> None:
+    with S3Server(tmp_path / "s3") as s3:
+        s3.create_bucket("tansu")  # Tansu does not create its bucket
+        storage = S3Storage(s3.endpoint) if durable else None
+        port, topics = free_port(), _topics("durable")
+        with EmbeddedBroker(tmp_path / "tansu", port=port, storage=storage) as broker:
+            ensure_topics(broker.bootstrap, topics, PARTITIONS)
+            producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=20)
+            for i in range(20):
+                producer.send(topics.snapshot, key=f"k{i}".encode(), value=f"v{i}".encode())
+            producer.flush()
+            producer.close()
+            ends = end_offsets(broker.bootstrap, topics.snapshot)
+            _commit(broker.bootstrap, "durable-group", {TopicPartition(topics.snapshot, 0): ends[0]})
+        with EmbeddedBroker(tmp_path / "tansu", port=port, storage=storage) as broker:
+            if not durable:
+                admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+                assert topics.snapshot not in admin.list_topics(), "memory storage starts empty"
+                admin.close()
+                return
+            assert len(read_all(broker.bootstrap, topics.snapshot)) == 20
+            assert end_offsets(broker.bootstrap, topics.snapshot) == ends
+            assert committed_offsets(broker.bootstrap, "durable-group", topics.snapshot) == {0: ends[0]}
+
+
+def test_s3_storage_settings_for_tansu() -> None:
+    local = S3Storage("http://127.0.0.1:9000", bucket="kafka")
+    assert local.url == "s3://kafka/"
+    assert local.env()["AWS_ENDPOINT"] == "http://127.0.0.1:9000"
+    assert local.env()["AWS_ALLOW_HTTP"] == "true"
+    assert "AWS_ENDPOINT" not in S3Storage(None).env()  # AWS itself
 
 
 def test_helpers_reject_unknown_topics(embedded_broker: EmbeddedBroker) -> None:
