@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import jsonschema
 import pytest
 
 from hotvideo.events import (
+    BVID_PATTERN,
     EVENT_TYPES,
     BadEvent,
     DeadLetter,
@@ -154,3 +156,35 @@ def test_schema_rejects_what_the_model_rejects(
     schema = json.loads((Path(SCHEMA_DIR) / file_name(model)).read_text(encoding="utf-8"))
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**GOOD[model], **change}, schema)
+
+
+HOSTILE_BVIDS = [
+    "BV1xx4y1a7Aa*",
+    "BV1*",
+    "BV1xx4y1a7Aa\n",
+    "BV1xx4y1a7Aa\r\nFLUSHALL",
+    "BV1xx4y1a7Aa:hot:1h",
+    "hv:video:*",
+    "BV1xx4y1a7Aa' OR '1'='1",
+    "BV1xx4y1a7A\u0430",  # Cyrillic а
+    "ＢＶ1xx4y1a7Aa",  # full-width letters
+    "BV１xx4y1a7Aa",  # a full-width digit
+    " BV1xx4y1a7Aa",
+    "BV1xx4y1a7Aa\x00",
+    "bv1xx4y1a7Aa",
+    "",
+]
+"""Ids that must not pass: the Redis sink builds keys from bvids (tests/test_sink_redis.py checks them)."""
+
+
+@pytest.mark.parametrize("model", [Snapshot, HotListEntry, Prediction], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("hostile", HOSTILE_BVIDS, ids=range(len(HOSTILE_BVIDS)))
+def test_every_bvid_contract_rejects_hostile_ids(model: type[Event], hostile: str) -> None:
+    with pytest.raises(BadEvent, match="bvid"):
+        parse_event(model, json.dumps({**GOOD[model], "bvid": hostile}).encode())
+
+
+def test_the_schema_pattern_is_anchored_for_ecma_regex_but_python_dollar_is_looser() -> None:
+    """Why Python code must use `re.fullmatch` with BVID_PATTERN, never `re.match`/`re.search`."""
+    assert re.search(BVID_PATTERN, "BV1xx4y1a7Aa\n") is not None  # `$` matches before a final newline
+    assert re.fullmatch(BVID_PATTERN, "BV1xx4y1a7Aa\n") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -129,14 +130,68 @@ def test_stream_is_bounded_and_carries_predictions(any_redis: redis.Redis) -> No
     assert parse_event(Prediction, fields[b"prediction"]) == make_prediction(999)
 
 
+HOSTILE_BVIDS = [
+    "BV1*; FLUSHALL",
+    "BV1xx4y1a7Aa*",
+    "BV1xx4y1a7Aa\n",  # Python's `$` would match before it; fullmatch does not
+    "BV1xx4y1a7Aa\r\nFLUSHALL",
+    "BV1xx4y1a7Aa:hot:1h",
+    "*",
+    "hv:video:*",
+    "BV1xx4y1a7A\u0430",  # Cyrillic а
+    "ＢＶ1xx4y1a7Aa",  # full-width letters
+    "BV１xx4y1a7Aa",  # a full-width digit
+    "BV1xx4y1a7Aa\x00",
+    "",
+]
+"""Ids that must never reach a Redis key: glob and key separators, newlines, look-alike characters."""
+
+KEY_PATTERN = re.compile(
+    rf"{re.escape(PREFIX)}(video:BV[1-9A-HJ-NP-Za-km-z]{{10}}|hot:(1h|3h|6h)(:asof)?|predictions)"
+)
+
+
 def test_readers_refuse_bad_ids(any_redis: redis.Redis) -> None:
     store = redis_store(any_redis)
-    with pytest.raises(ValueError, match="not a bvid"):
-        store.video("BV1*; FLUSHALL")
+    for hostile in HOSTILE_BVIDS:
+        with pytest.raises(ValueError, match="not a bvid"):
+            store.video(hostile)
     with pytest.raises(ValueError, match="not a horizon"):
         store.hot_list("2h", 10)  # type: ignore[arg-type]
     assert store.video(bvid(1)) == {}
     assert store.hot_list("1h", 0) == []
+
+
+def test_keys_are_built_only_from_validated_bvids(any_redis: redis.Redis) -> None:
+    """Hostile text in every free-text field leaves only keys of the documented shapes."""
+    store = redis_store(any_redis)
+    hostile_text = "* : hv:video:* \r\nFLUSHALL\r\n'; DROP TABLE video; -- 标题"
+    batch = []
+    for i in range(5):
+        pred = make_prediction(i, ALL_HORIZONS[i % 3], title=hostile_text[:512])
+        assert pred.video is not None
+        video = pred.video.model_copy(update={"tname": hostile_text[:64], "tags": [hostile_text[:64], "*"]})
+        batch.append(pred.model_copy(update={"video": video}))
+    store.write_predictions(batch)
+    keys = sorted(k.decode() for k in any_redis.scan_iter(match="*"))
+    assert keys and all(KEY_PATTERN.fullmatch(k) for k in keys), keys
+    assert {k.removeprefix(f"{PREFIX}video:") for k in keys if ":video:" in k} == {bvid(i) for i in range(5)}
+    members = {m.decode() for h in ALL_HORIZONS for m in any_redis.zrange(store.hot_key(h), 0, -1)}
+    assert members == {bvid(i) for i in range(5)}
+    # the text travels only inside the stream entry's JSON value, verbatim
+    [(_, fields)] = any_redis.xrevrange(store.stream_key, count=1)
+    entry = parse_event(Prediction, fields[b"prediction"])
+    assert entry.video is not None and entry.video.title == hostile_text
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_BVIDS)
+def test_a_smuggled_bvid_is_refused_and_nothing_is_written(any_redis: redis.Redis, hostile: str) -> None:
+    # model_copy skips validation: the store's own check is the last line
+    smuggled = make_prediction(1).model_copy(update={"bvid": hostile})
+    store = redis_store(any_redis)
+    with pytest.raises(ValueError, match="not a bvid"):
+        store.write_predictions([make_prediction(2), smuggled])
+    assert list(any_redis.scan_iter(match="*")) == []
 
 
 # PredictionSink

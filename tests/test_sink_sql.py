@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -89,16 +91,43 @@ def test_video_and_early_metrics_rows(store: SqlStore) -> None:
     }
 
 
-def test_chinese_text_and_quotes_round_trip(store: SqlStore) -> None:
-    title = "【原神】4.2版本PV——「芙宁娜」🎉 it's \"hot\"'); DROP TABLE video; --"
-    pred = make_prediction(3, title=title, level="高热", play_range="100w+")
-    store.write_predictions([pred])
-    store.write_profiles([profile(42, T0, 100, "老番茄🍅")])
+HOSTILE_TEXT = [
+    "【原神】4.2版本PV——「芙宁娜」🎉 it's \"hot\"'); DROP TABLE video; --",
+    "'; DROP TABLE prediction; --",
+    "Robert'); DELETE FROM up_profile WHERE ('1'='1",
+    "\\'; SELECT SLEEP(5); -- \\",  # backslash escapes, which MySQL honours inside literals
+    "%s %(bvid)s ? :title {0} $1",  # every DB-API paramstyle's placeholder
+    "* : hv:video:* KEYS *\r\nFLUSHALL\r\n",
+    "多行\n标题\t制表 𠜎 😀👍🏻",
+    "nul\x00byte",
+]
+"""Text that would break, or rewrite, SQL built from strings; through bound parameters it is just text."""
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXT, ids=range(len(HOSTILE_TEXT)))
+def test_hostile_text_round_trips_verbatim(store: SqlStore, text: str) -> None:
+    pred = make_prediction(3, title=text, level="高热", play_range="100w+")
+    assert pred.video is not None
+    pred = pred.model_copy(
+        update={"video": pred.video.model_copy(update={"tname": text, "tags": [text, "游戏"]})}
+    )
+    store.write_predictions([pred, make_prediction(4)])
+    store.write_profiles([profile(42, T0, 100, text), profile(43, T0, 100, "老番茄🍅")])
+    store.write_hot_entries([HotListEntry(bvid=bvid(3), ts=T0, source="popular", rank=1)])
     tables = dump(store)
-    assert tables["video"][0]["title"] == title
-    assert tables["video"][0]["category_name"] == "单机游戏"
+    assert {name: len(rows) for name, rows in tables.items()} == {
+        "video": 2,
+        "video_early_metrics": 2,
+        "up_profile": 2,
+        "video_label": 0,
+        "hot_entry": 1,
+        "prediction": 2,
+    }, "every table is still there, with exactly the rows written"
+    video = tables["video"][0]
+    assert (video["title"], video["category_name"], video["tags"]) == (text, text, f"{text},游戏")
     assert (tables["prediction"][0]["level"], tables["prediction"][0]["play_range"]) == ("高热", "100w+")
-    assert tables["up_profile"][0]["name"] == "老番茄🍅"
+    assert [p["name"] for p in tables["up_profile"]] == [text, "老番茄🍅"]
+    assert [r["bvid"] for r in store.prediction_rows_for(bvid(3))] == [bvid(3)]
 
 
 def test_bvids_differing_only_in_case_are_distinct(store: SqlStore) -> None:
@@ -186,3 +215,32 @@ def test_prediction_readers(store: SqlStore) -> None:
         "snapshots_used": 3,
     }
     assert store.prediction_rows_for(bvid(7)) == []
+
+
+SOURCE_DIRS = ("api", "hotvideo", "ingest", "model", "sink", "stream")
+SQL_CALLS = {"execute", "executemany", "executescript", "exec_driver_sql", "text"}
+
+
+def _built_from_strings(node: ast.expr) -> bool:
+    """An f-string, a concatenation or %-format, or a .format() call: text spliced into a statement."""
+    if isinstance(node, ast.JoinedStr):
+        return True
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mod):
+        return True
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format"
+
+
+def test_no_sql_statement_is_built_from_strings() -> None:
+    """SQL goes through SQLAlchemy Core or `?` placeholders: no statement text is assembled at run time."""
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for folder in SOURCE_DIRS:
+        for path in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.Call) or not node.args:
+                    continue
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if name in SQL_CALLS and _built_from_strings(node.args[0]):
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert offenders == []
