@@ -248,11 +248,12 @@ def steady_latency(settings: Settings, svc: ResolvedServices, opts: BenchOptions
         cursor = last_id
         while not done.is_set() or len(seen) < len(sent):
             for _, entries in client.xread({stream_key: cursor}, block=200, count=1000) or []:
-                now = time.time()
                 for entry_id, fields in entries:
                     cursor = entry_id
                     pred = json.loads(next(iter(fields.values())))
-                    seen.setdefault(pred["bvid"], now)
+                    # The entry id is Redis's own clock (ms) when the entry was added: the moment the
+                    # prediction became readable, however late this thread gets to it.
+                    seen.setdefault(pred["bvid"], int(entry_id.split(b"-")[0]) / 1000)
                     scored.setdefault(pred["bvid"], pred["scored_at"])
             if done.is_set() and time.time() > deadline:
                 return
@@ -260,7 +261,7 @@ def steady_latency(settings: Settings, svc: ResolvedServices, opts: BenchOptions
     deadline = float("inf")
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    producer = KafkaProducer(bootstrap_servers=svc.kafka_bootstrap, linger_ms=1, acks=1)
+    producer = KafkaProducer(bootstrap_servers=svc.kafka_bootstrap, linger_ms=5, acks=1)
     total = int(opts.rate * opts.latency_s)
     start_ts = 4_000_000_000  # far past the replayed world, so the watermark only moves forward
     # Warm-up: moving the watermark this far fires every video the replay left waiting, once, now.

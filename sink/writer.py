@@ -1,9 +1,10 @@
-"""The sink the stream writes through: SQL first, then Redis, retrying until the batch is written.
+"""The sink the stream writes through: Redis first, then SQL, retrying until the batch is written.
 
 A Faust agent commits its offset only after `write` returns, so `write` must not return before the
 batch is stored: on a connection error it backs off and tries again (forever by default) instead of
 dropping predictions or letting the stream run past them. Both stores upsert idempotently, so retrying a
-batch that was partly written is safe. SQL goes first because it is the record; Redis is the live view.
+batch that was partly written is safe. Redis goes first because it is the live view a subscriber
+watches (a few milliseconds sooner); SQL, the record, follows before the offset moves.
 
 `write` blocks; call it from a thread (`asyncio.to_thread`) inside an event loop.
 """
@@ -119,11 +120,11 @@ class PredictionSink:
         return cls(sql, store)
 
     def write(self, batch: Sequence[Prediction]) -> None:
-        """Store predictions in SQL, then Redis; returns only once both hold the whole batch."""
+        """Store predictions in Redis, then SQL; returns only once both hold the whole batch."""
         if not batch:
             return
-        self.backoff.run(lambda: self.sql.write_predictions(batch), "sql predictions")
         self.backoff.run(lambda: self.redis.write_predictions(batch), "redis predictions")
+        self.backoff.run(lambda: self.sql.write_predictions(batch), "sql predictions")
 
     def write_profiles(self, profiles: Sequence[UpProfile]) -> None:
         """Store UP profiles in SQL (retrying like `write`)."""

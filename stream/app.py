@@ -8,9 +8,8 @@ profile and hot-list topics into Redis and SQL through `sink/`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -26,11 +25,11 @@ from hotvideo.events import (
     UpProfile,
     parse_event,
 )
-from hotvideo.health import Tracker, report
+from hotvideo.health import BrokerUnreachable, Tracker, report_within
 from hotvideo.logs import get_logger
 from hotvideo.settings import Settings
 from model.registry import ModelBundle, load_promoted
-from sink.writer import PredictionSink
+from sink.writer import Backoff, PredictionSink
 from stream.checkpoint import Changelog, Checkpoint, Checkpointer, Records, StateCache
 from stream.lane import Lane, install_lane
 from stream.profiles import ProfileReader
@@ -41,7 +40,9 @@ log = get_logger(__name__)
 E = TypeVar("E", bound=Event)
 
 SINK_BATCH = 500
-SINK_WITHIN_S = 0.05
+SINK_WITHIN_S = 0.01
+SINK_RETRY = Backoff(base_s=1.0, cap_s=60.0)
+"""Pauses between attempts at a batch whose write failed with an error the sink does not retry."""
 
 
 class Emitter(Protocol):
@@ -146,7 +147,7 @@ def create_app(
         broker_session_timeout=settings.worker_session_timeout_s,
         broker_heartbeat_interval=min(1.0, settings.worker_session_timeout_s / 3),
         broker_commit_interval=1.0,
-        producer_linger=0.005,  # batch produce requests: a few ms of latency for far fewer requests
+        producer_linger=0.001,  # batch produce requests: a millisecond of latency for far fewer requests
         producer_max_batch_size=256 * 1024,
         stream_buffer_maxsize=16384,
         consumer_auto_offset_reset="earliest",
@@ -208,8 +209,11 @@ def create_app(
             raise BadEvent(f"message key {message.key!r} is not the bvid {snap.bvid}")
         return checkpointer.on_snapshot(snap, message.partition)
 
-    async def score(messages: Sequence[Any]) -> None:
-        """Absorb a batch of input messages in order, write each touched state once, score what is due."""
+    async def score(messages: Sequence[Any], fetched_at: float | None = None) -> None:
+        """Absorb a batch of input messages in order, write each touched state once, score what is due.
+
+        `fetched_at`: when the batch's last fetch arrived (the profiles it needs were on the broker).
+        """
         progress.begin()
         if on_broker:
             restorer.ensure()
@@ -221,7 +225,7 @@ def create_app(
                 await dead(message, str(exc))
         scored = [cp.as_of for cp in due if cp.status == "scored"]
         if scored:
-            await uploaders.ready_for(max(scored))
+            await uploaders.ready_for(max(scored), fetched_at)
         for pred in scorer.predict(due):
             await out.prediction(pred)
         if on_broker:
@@ -239,7 +243,7 @@ def create_app(
         while True:
             batches = await lane.take()
             async with lane.busy:
-                await score([r for batch in batches for r in batch.records()])
+                await score([r for b in batches for r in b.records()], max(b.fetched_at for b in batches))
                 lane.ack(batches)
 
     if on_broker:
@@ -272,7 +276,11 @@ def create_app(
     @app.page("/health/")
     async def health_page(web: Any, request: Any) -> Any:
         """The group's lag, offset progress, sink backlog and verdict (503 when stuck), and this worker."""
-        body = await asyncio.to_thread(report, bootstrap, settings.worker_id, topics, tracker)
+        try:
+            body = await asyncio.to_thread(report_within, bootstrap, settings.worker_id, topics, tracker)
+        except BrokerUnreachable as exc:
+            down = {"verdict": "unreachable", "error": str(exc), "worker": worker_view()}
+            return web.json(down, status=503)
         body["worker"] = worker_view()
         return web.json(body, status=200 if body["verdict"] == "ok" else 503)
 
@@ -298,38 +306,66 @@ def create_app(
                 writer = PredictionSink.from_settings(settings)
             return writer
 
-        async def valid(model: type[E], events: Sequence[Any]) -> list[E]:
+        async def valid(model: type[E], events: Sequence[Any], dead_letter: bool = True) -> list[E]:
             """Parse a batch; malformed messages go to the dead-letter topic, the rest go on."""
             good: list[E] = []
             for event in events:
                 try:
                     good.append(parse_event(model, event.message.value))
                 except BadEvent as exc:
-                    await dead(event.message, str(exc))
+                    if dead_letter:
+                        await dead(event.message, str(exc))
             return good
+
+        async def write_until_done(what: str, write: Callable[[list[E]], None], items: list[E]) -> None:
+            """Write a batch, retrying whatever fails: the sink's own retries cover connection trouble,
+            this covers the rest (bad credentials, a full disk, a bug) until someone fixes it."""
+            attempt = 0
+            while True:
+                try:
+                    await asyncio.to_thread(write, items)
+                    return
+                except Exception as exc:
+                    attempt += 1
+                    pause = SINK_RETRY.delay(attempt)
+                    log.error(
+                        "sink batch not written; retrying, its offsets stay uncommitted",
+                        what=what,
+                        attempt=attempt,
+                        retry_in_s=round(pause, 3),
+                        error=f"{type(exc).__name__}: {exc}"[:500],
+                    )
+                    await asyncio.sleep(pause)
+
+        async def store(
+            stream: Any, model: type[E], write: Callable[[list[E]], None], dead_letter: bool = True
+        ) -> None:
+            """A sink agent's loop: take a batch, write it, and only then acknowledge it.
+
+            `noack_take` leaves acknowledging to us, so neither an outage, an error the sink does not
+            retry, nor a shutdown in the middle of a write lets the committed offset pass an unwritten
+            batch (`take_events` acknowledges a batch when the agent stops, written or not).
+            """
+            async for events in stream.noack_take(SINK_BATCH, within=SINK_WITHIN_S):
+                items = await valid(model, events, dead_letter)
+                await write_until_done(model.__name__, write, items)
+                for event in events:
+                    await stream.ack(event)
 
         @app.agent(predictions, name="sink-predictions")
         async def sink_predictions(stream: Any) -> None:
-            """Write predictions to SQL then Redis in batches; blocks (retrying) until written."""
-            async for batch in stream.take_events(SINK_BATCH, within=SINK_WITHIN_S):
-                preds = await valid(Prediction, batch)
-                await asyncio.to_thread(get_sink().write, preds)
+            """Predictions into Redis, then SQL, in batches."""
+            await store(stream, Prediction, lambda batch: get_sink().write(batch))
 
         @app.agent(profiles, name="sink-profiles")
         async def sink_profiles(stream: Any) -> None:
             """UP profiles into `up_profile`."""
-            async for batch in stream.take_events(SINK_BATCH, within=SINK_WITHIN_S):
-                good = await valid(UpProfile, batch)
-                await asyncio.to_thread(get_sink().write_profiles, good)
+            await store(stream, UpProfile, lambda batch: get_sink().write_profiles(batch))
 
         @app.agent(hotlist, name="sink-hotlist")
         async def sink_hotlist(stream: Any) -> None:
-            """The collected hot-list set (seed 001's positives) into `hot_entry`."""
-            async for batch in stream.take_events(SINK_BATCH, within=SINK_WITHIN_S):
-                entries = []
-                for event in batch:  # the scoring agent already dead-letters malformed ones
-                    with contextlib.suppress(BadEvent):
-                        entries.append(parse_event(HotListEntry, event.message.value))
-                await asyncio.to_thread(get_sink().write_hot_entries, entries)
+            """The collected hot-list set (seed 001's positives) into `hot_entry`; the scoring loop
+            already dead-letters malformed sightings."""
+            await store(stream, HotListEntry, lambda batch: get_sink().write_hot_entries(batch), False)
 
     return app

@@ -29,7 +29,7 @@ from model.history import UpHistory
 
 log = get_logger(__name__)
 
-FETCH_WAIT_MS = 20
+FETCH_WAIT_MS = 5
 """The reader's fetch wait: how long an idle fetch is held, so the bound of `ready_for` on an idle topic."""
 
 
@@ -90,15 +90,18 @@ class ProfileReader:
             await consumer.topics()  # refreshes the metadata; the topic may be created any moment
             await asyncio.sleep(0.1)
 
-    async def ready_for(self, as_of: int) -> bool:
-        """Wait until every profile with ts <= as_of the broker holds now has been read.
+    async def ready_for(self, as_of: int, since: float | None = None) -> bool:
+        """Wait until every profile with ts <= as_of the broker held at `since` (default: now) is read.
+
+        `since` is when the batch that made the checkpoints due was fetched: the profiles its
+        snapshots came after were on the broker by then.
 
         Returns False (and counts it) if that took longer than ready_timeout_s: the batch is then
         scored with what is known rather than never. Without a broker (unit tests) it is ready.
         """
         if self.bootstrap is None:
             return True
-        asked_ms = time.time() * 1000
+        asked_ms = (time.time() if since is None else since) * 1000
         deadline = time.monotonic() + self.ready_timeout_s
         while not await self._ready(as_of, asked_ms):
             left = deadline - time.monotonic()

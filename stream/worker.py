@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import faust
 
 from hotvideo.embedded import services
@@ -12,9 +14,18 @@ from stream.app import create_app
 
 log = get_logger(__name__)
 
+GIL_SWITCH_S = 0.0005
+"""How long a thread may hold the GIL while another waits (Python's default is 5 ms).
+
+The worker runs its event loop, Faust's consumer thread and the sink writes' threads; with the
+default, the event loop waited up to 5 ms each time a thread had the GIL. Measured at a steady 2,000
+snapshots/s (`hotvideo bench`): p99 produce-to-Redis about 280 ms with the default, 210-245 ms with this.
+"""
+
 
 def run_worker(settings: Settings) -> None:
     """Start the worker and block until it is stopped (SIGINT/SIGTERM)."""
+    sys.setswitchinterval(GIL_SWITCH_S)
     with services(settings) as svc:
         ensure_topics(svc.kafka_bootstrap, settings.topics, settings.partitions)
         app = create_app(svc.apply(settings), svc.kafka_bootstrap)
