@@ -138,12 +138,14 @@ def test_sink_waits_out_a_redis_and_mariadb_outage_and_writes_every_prediction(
         redis_proxy.cut()
         cut_at = time.monotonic()
         cluster.publish(records[first:])
-        cluster.page("w", "health")  # the worker's tracker starts here
         tracker = Tracker(stuck_after_s=3.0)
         # Past one commit interval (1 s) a batch written before the cut has been committed; from then
         # on the prediction topic's committed offsets must stand still.
         time.sleep(2.0)
         frozen = committed_offsets(cluster.bootstrap, cluster.group, topic)
+        # The worker's tracker starts here, after the last commit: it stamps a change when it sees it,
+        # so a commit between this sample and the next would look like fresh progress (seen under load).
+        cluster.page("w", "health")
         while time.monotonic() - cut_at < CUT_S:
             health.append(report(cluster.bootstrap, cluster.group, cluster.topics, tracker))
             checked, missing = unwritten_below_commit(cluster, direct, redis_client, prefix)
