@@ -43,6 +43,15 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
+def log_retry(
+    message: str, what: str, attempt: int, pause: float, exc: BaseException, error: bool = False
+) -> None:
+    """One log line per failed attempt: what failed, how often, when the next try comes, and why."""
+    emit = log.error if error else log.warning
+    why = f"{type(exc).__name__}: {exc}"[:500]
+    emit(message, what=what, attempt=attempt, retry_in_s=round(pause, 3), error=why)
+
+
 @dataclass(frozen=True)
 class Backoff:
     """Exponential backoff with jitter; `max_attempts=None` retries forever."""
@@ -70,13 +79,7 @@ class Backoff:
                 if not is_transient(exc) or attempt == self.max_attempts:
                     raise
                 pause = self.delay(attempt)
-                log.warning(
-                    "sink write failed, retrying",
-                    what=what,
-                    attempt=attempt,
-                    retry_in_s=round(pause, 3),
-                    error=f"{type(exc).__name__}: {exc}"[:500],
-                )
+                log_retry("sink write failed, retrying", what, attempt, pause, exc)
                 time.sleep(pause)
                 attempt += 1
 

@@ -29,7 +29,7 @@ from hotvideo.health import BrokerUnreachable, Tracker, report_within
 from hotvideo.logs import get_logger
 from hotvideo.settings import Settings
 from model.registry import ModelBundle, load_promoted
-from sink.writer import Backoff, PredictionSink
+from sink.writer import Backoff, PredictionSink, log_retry
 from stream.checkpoint import Changelog, Checkpoint, Checkpointer, Records, StateCache
 from stream.lane import Lane, install_lane
 from stream.profiles import ProfileReader
@@ -328,13 +328,8 @@ def create_app(
                 except Exception as exc:
                     attempt += 1
                     pause = SINK_RETRY.delay(attempt)
-                    log.error(
-                        "sink batch not written; retrying, its offsets stay uncommitted",
-                        what=what,
-                        attempt=attempt,
-                        retry_in_s=round(pause, 3),
-                        error=f"{type(exc).__name__}: {exc}"[:500],
-                    )
+                    message = "sink batch not written; retrying, its offsets stay uncommitted"
+                    log_retry(message, what, attempt, pause, exc, error=True)
                     await asyncio.sleep(pause)
 
         async def store(

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,16 @@ from hotvideo.settings import Settings, Topics
 from ingest.publish import publish
 
 SESSION_TIMEOUT_S = 3.0
+
+
+def wait_for(what: str, check: Callable[[], object], timeout_s: float = 90.0) -> float:
+    """Poll `check()` until true; return the monotonic time it became true."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.1)
+    return time.monotonic()
 
 
 @dataclass

@@ -24,7 +24,7 @@ from ingest.eventlog import read_log, write_log
 from ingest.publish import publish
 from ingest.world import WorldConfig, generate
 from sink.sql import SqlStore
-from tests.cluster import Cluster
+from tests.cluster import Cluster, wait_for
 from tests.s3_server import S3Server
 
 pytestmark = pytest.mark.slow
@@ -45,15 +45,6 @@ def paced(
             time.sleep(PAUSE_S)
         sent[0] = i + 1
         yield record
-
-
-def wait_for(what: str, check: object, timeout_s: float = 90.0) -> float:
-    deadline = time.monotonic() + timeout_s
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.1)
-    return time.monotonic()
 
 
 @pytest.fixture

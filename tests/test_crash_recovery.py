@@ -23,7 +23,7 @@ from hotvideo.kafka_admin import committed_offsets
 from ingest.eventlog import read_log, write_log
 from ingest.world import WorldConfig, generate
 from sink.sql import SqlStore
-from tests.cluster import Cluster
+from tests.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -38,16 +38,6 @@ def digest(preds: list[Prediction]) -> str:
 def redis_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
     with EmbeddedRedis(tmp_path / "redis-ref") as ref, EmbeddedRedis(tmp_path / "redis-pair") as pair:
         yield ref.url, pair.url
-
-
-def wait_for(what: str, check: object, timeout_s: float = 90.0) -> float:
-    """Poll `check()` until true; return the monotonic time it became true."""
-    deadline = time.monotonic() + timeout_s
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.1)
-    return time.monotonic()
 
 
 def test_sigkill_of_one_of_two_workers_loses_nothing_and_doubles_nothing(

@@ -27,7 +27,7 @@ from hotvideo.kafka_admin import committed_offsets, end_offsets, read_all
 from ingest.eventlog import read_log, write_log
 from ingest.world import WorldConfig, generate
 from sink.sql import SqlStore
-from tests.cluster import Cluster
+from tests.cluster import Cluster, wait_for
 from tests.conftest import REDIS_DB, REDIS_HOST, REDIS_PORT, TcpProxy
 
 pytestmark = pytest.mark.slow
@@ -50,16 +50,6 @@ def outage_database(mariadb_url: str) -> Iterator[str]:
         with engine.begin() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
         engine.dispose()
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 90.0) -> float:
-    """Poll `check()` until true; return the monotonic time it became true."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.2)
-    return time.monotonic()
 
 
 def redis_predictions(client: redis.Redis, prefix: str) -> dict[tuple[str, str], tuple[str, str | None]]:
