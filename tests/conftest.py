@@ -22,6 +22,7 @@ from redis.retry import Retry
 from sqlalchemy import MetaData, create_engine, inspect
 from sqlalchemy.exc import OperationalError
 
+from hotvideo.embedded import EmbeddedRedis
 from hotvideo.events import EarlyMetrics, Horizon, Prediction, VideoInfo
 from hotvideo.settings import HORIZONS
 from sink.sql import metadata as sink_metadata
@@ -274,3 +275,10 @@ def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("models")
     train(list(generate(WorldConfig(videos=1500, sim_hours=60.0, seed=3, hot_base_rate=0.04))), out, seed=0)
     return out
+
+
+@pytest.fixture
+def redis_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two embedded Redis servers: one for a reference cluster, one for the cluster under test."""
+    with EmbeddedRedis(tmp_path / "redis-ref") as ref, EmbeddedRedis(tmp_path / "redis-test") as test:
+        yield ref.url, test.url

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from hotvideo.embedded import EmbeddedBroker, EmbeddedRedis, S3Storage, free_port
+from hotvideo.embedded import EmbeddedBroker, S3Storage, free_port
 from hotvideo.kafka_admin import committed_offsets, end_offsets
 from ingest.eventlog import read_log, write_log
 from ingest.publish import publish
@@ -45,12 +45,6 @@ def paced(
             time.sleep(PAUSE_S)
         sent[0] = i + 1
         yield record
-
-
-@pytest.fixture
-def redis_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    with EmbeddedRedis(tmp_path / "redis-ref") as ref, EmbeddedRedis(tmp_path / "redis-dur") as dur:
-        yield ref.url, dur.url
 
 
 def test_broker_restart_mid_replay_loses_no_prediction(

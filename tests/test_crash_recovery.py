@@ -11,13 +11,12 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hotvideo.demo import digest_lines
-from hotvideo.embedded import EmbeddedBroker, EmbeddedRedis
+from hotvideo.embedded import EmbeddedBroker
 from hotvideo.events import Prediction
 from hotvideo.kafka_admin import committed_offsets
 from ingest.eventlog import read_log, write_log
@@ -32,12 +31,6 @@ WORLD = WorldConfig(videos=120, sim_hours=8.0, seed=5)
 
 def digest(preds: list[Prediction]) -> str:
     return hashlib.sha256("\n".join(digest_lines(preds)).encode()).hexdigest()
-
-
-@pytest.fixture
-def redis_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    with EmbeddedRedis(tmp_path / "redis-ref") as ref, EmbeddedRedis(tmp_path / "redis-pair") as pair:
-        yield ref.url, pair.url
 
 
 def test_sigkill_of_one_of_two_workers_loses_nothing_and_doubles_nothing(
