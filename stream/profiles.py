@@ -9,6 +9,11 @@ ready when the reader has read a profile past as_of there (partitions are in eve
 collectors publish a profile when they fetch it, replays publish in event-time order), or has read
 to the partition's end as a fetch sent after the wait began reported it.
 
+aiokafka stamps a partition's fetch response (`last_poll_timestamp`) when it processes it, not when
+the fetch was sent, and sends a broker its next fetch only after processing the last one. So a
+response stamped at or after the wait began may answer a fetch sent before it; the response after
+that one cannot, and its end offset (`highwater`) counts every profile published before the wait.
+
 The reader is a plain aiokafka consumer assigned every partition (no consumer group), so each
 worker sees every uploader whatever partitions of the inputs it owns. Profiles are few (one per
 uploader per collection round), so holding all of them is cheap; a restart reads them again.
@@ -103,7 +108,8 @@ class ProfileReader:
             return True
         asked_ms = (time.time() if since is None else since) * 1000
         deadline = time.monotonic() + self.ready_timeout_s
-        while not await self._ready(as_of, asked_ms):
+        first_stamps: dict[TopicPartition, int] = {}
+        while not await self._ready(as_of, asked_ms, first_stamps):
             left = deadline - time.monotonic()
             if left <= 0:
                 self.stats["not_ready"] += 1
@@ -112,18 +118,19 @@ class ProfileReader:
             await asyncio.sleep(FETCH_WAIT_MS / 4000)  # a few checks per fetch the reader gets
         return True
 
-    async def _ready(self, as_of: int, asked_ms: float) -> bool:
+    async def _ready(self, as_of: int, asked_ms: float, first_stamps: dict[TopicPartition, int]) -> bool:
+        """One check of `ready_for`; first_stamps keeps each partition's first response stamp >= asked_ms."""
         consumer = self.consumer
         if consumer is None:
             return False
-        # A fetch answered this long after asked_ms was sent after it: its end offsets are current.
-        fresh_after = asked_ms + 2 * FETCH_WAIT_MS
         for tp in self.partitions:
             if self.latest.get(tp.partition, as_of - 1) >= as_of:
                 continue
             polled, end = consumer.last_poll_timestamp(tp), consumer.highwater(tp)
-            if polled is None or end is None or polled < fresh_after:
+            if polled is None or end is None or polled < asked_ms:
                 return False
+            if polled <= first_stamps.setdefault(tp, polled):
+                return False  # this response may answer a fetch sent before asked_ms: wait for the next
             if await consumer.position(tp) < end:
                 return False
         return True
