@@ -17,6 +17,7 @@ import time
 import tracemalloc
 import urllib.request
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,21 +198,26 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 LOAD_MINUTES = (*range(5, 60, 5), 61)
 """A latency-load video's snapshots: every 5 minutes, then one past 1 h that fires its checkpoint."""
+LOAD_SPACING_S = 5
+"""Seconds between the latency-load videos' publication times."""
 
 
 def latency_load(start_ts: int, count: int, first: int = 0) -> list[tuple[Snapshot, bool]]:
-    """`count` snapshots of fresh videos published 5 s apart, in event-time order (a collector's mix).
+    """The first `count` snapshots, in event-time order, of fresh videos published 5 s apart.
 
-    Once the first videos pass 1 h, one snapshot in 12 fires a checkpoint.
+    Once the first videos pass 1 h, one snapshot in 12 fires a checkpoint, to the end: enough
+    videos are made that the load stops while later ones are still being published (had it run
+    every video to its end, its last minutes would hold only firing snapshots, a burst).
     """
     alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+    videos = count // len(LOAD_MINUTES) + LOAD_MINUTES[-1] * 60 // LOAD_SPACING_S + 1
     load: list[tuple[Snapshot, bool]] = []
-    for i in range(max(1, count // len(LOAD_MINUTES))):
+    for i in range(videos):
         digits, n = [], first + i
         for _ in range(9):
             n, r = divmod(n, len(alphabet))
             digits.append(alphabet[r])
-        pubdate = start_ts + 5 * i
+        pubdate = start_ts + LOAD_SPACING_S * i
         for minute in LOAD_MINUTES:
             view = 100 * minute + i % 500
             snap = Snapshot(
@@ -231,36 +237,52 @@ def latency_load(start_ts: int, count: int, first: int = 0) -> list[tuple[Snapsh
             )
             load.append((snap, minute == LOAD_MINUTES[-1]))
     load.sort(key=lambda item: item[0].ts)
-    return load
+    return load[:count]
+
+
+class PredictionWatch:
+    """Reads the live prediction stream, noting when each video's first prediction became readable."""
+
+    def __init__(self, client: redis.Redis, stream_key: str) -> None:
+        self.client, self.stream_key = client, stream_key
+        self.cursor: bytes | str = (
+            client.xinfo_stream(stream_key)["last-generated-id"] if client.exists(stream_key) else "0-0"
+        )
+        self.seen: dict[str, float] = {}
+        """bvid -> when its first prediction was added: the entry id, Redis's own clock (ms)."""
+        self.scored: dict[str, float] = {}
+        """bvid -> the worker's scored_at of that prediction."""
+
+    def read(self, block_ms: int = 200) -> None:
+        """One read of the entries added since the last one (waits up to block_ms for some)."""
+        for _, entries in self.client.xread({self.stream_key: self.cursor}, block=block_ms, count=1000) or []:
+            for entry_id, fields in entries:
+                self.cursor = entry_id
+                pred = json.loads(next(iter(fields.values())))
+                self.seen.setdefault(pred["bvid"], int(entry_id.split(b"-")[0]) / 1000)
+                self.scored.setdefault(pred["bvid"], pred["scored_at"])
+
+    def until(self, wanted: Collection[str], deadline: float) -> None:
+        """Read until every wanted video has a prediction, or time.time() passes deadline.
+
+        Other videos' predictions (those the warm-up fires, say) do not count.
+        """
+        while not self.seen.keys() >= set(wanted) and time.time() < deadline:
+            self.read()
 
 
 def steady_latency(settings: Settings, svc: ResolvedServices, opts: BenchOptions) -> dict[str, float]:
     """Produce at a fixed rate; time each firing snapshot from send to its prediction in Redis."""
-    client = redis.Redis.from_url(svc.redis_url)
-    stream_key = f"{settings.redis_prefix}predictions"
-    last_id = client.xinfo_stream(stream_key)["last-generated-id"] if client.exists(stream_key) else "0-0"
+    watch = PredictionWatch(redis.Redis.from_url(svc.redis_url), f"{settings.redis_prefix}predictions")
     sent: dict[str, float] = {}
-    seen: dict[str, float] = {}
-    scored: dict[str, float] = {}
     done = threading.Event()
 
-    def watch() -> None:
-        cursor = last_id
-        while not done.is_set() or len(seen) < len(sent):
-            for _, entries in client.xread({stream_key: cursor}, block=200, count=1000) or []:
-                for entry_id, fields in entries:
-                    cursor = entry_id
-                    pred = json.loads(next(iter(fields.values())))
-                    # The entry id is Redis's own clock (ms) when the entry was added: the moment the
-                    # prediction became readable, however late this thread gets to it.
-                    seen.setdefault(pred["bvid"], int(entry_id.split(b"-")[0]) / 1000)
-                    scored.setdefault(pred["bvid"], pred["scored_at"])
-            if done.is_set() and time.time() > deadline:
-                return
+    def read_while_sending() -> None:  # reads as the load goes, so no entry waits for the reader
+        while not done.is_set():
+            watch.read()
 
-    deadline = float("inf")
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
+    reader = threading.Thread(target=read_while_sending, daemon=True)
+    reader.start()
     producer = KafkaProducer(bootstrap_servers=svc.kafka_bootstrap, linger_ms=5, acks=1)
     total = int(opts.rate * opts.latency_s)
     start_ts = 4_000_000_000  # far past the replayed world, so the watermark only moves forward
@@ -279,9 +301,11 @@ def steady_latency(settings: Settings, svc: ResolvedServices, opts: BenchOptions
         if fires:
             sent[snap.bvid] = time.time()
     producer.flush()
-    deadline = time.time() + 10
+    producer.close()
     done.set()
-    watcher.join(timeout=15)
+    reader.join()
+    watch.until(sent, deadline=time.time() + 10)
+    seen, scored = watch.seen, watch.scored
     got = [b for b in sent if b in seen]
     total_ms = np.array([(seen[b] - sent[b]) * 1000 for b in got])
     score_ms = np.array([(scored[b] - sent[b]) * 1000 for b in got])
