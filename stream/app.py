@@ -31,7 +31,7 @@ from hotvideo.settings import Settings
 from model.registry import ModelBundle, load_promoted
 from sink.writer import Backoff, PredictionSink, log_retry
 from stream.checkpoint import Changelog, Checkpoint, Checkpointer, Records, StateCache
-from stream.lane import Lane, install_lane
+from stream.lane import Lane, LaneBatch, install_lane
 from stream.profiles import ProfileReader
 from stream.recovery import Restorer
 from stream.scoring import Scorer
@@ -112,16 +112,33 @@ def first_snapshot_offsets(messages: Sequence[Any], topic: str) -> dict[int, int
     return first
 
 
-def changelog_of(table: Any) -> Changelog:
-    """Send a state record (None: a tombstone) to the table's changelog on the given partition."""
+class ChangelogWrites:
+    """The state records sent to the tables' changelogs, so a batch is acked only once they are stored.
 
-    def send(partition: int, key: bytes, value: Any) -> None:
-        if value is None:
-            table.send_changelog(partition, key, None, value_serializer="raw")
-        else:
-            table.send_changelog(partition, key, value)
+    Faust produces a changelog record later, from its producer buffer, and its flush before a commit
+    gives up on a buffer that does not drain within 0.1 s (a busy loop). Acking a batch's offsets
+    only after its records are acknowledged by the broker means a commit never gets ahead of the
+    state it stands for: a worker killed, or partitions moved, in between read the batch again.
+    """
 
-    return send
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def of(self, table: Any) -> Changelog:
+        """The send function for `Records`: a state record (None: a tombstone) on the given partition."""
+
+        def send(partition: int, key: bytes, value: Any) -> None:
+            if value is None:
+                self.sent.append(table.send_changelog(partition, key, None, value_serializer="raw"))
+            else:
+                self.sent.append(table.send_changelog(partition, key, value))
+
+        return send
+
+    def take(self) -> list[Any]:
+        """The futures of the records sent since the last take (each resolves once stored)."""
+        sent, self.sent = self.sent, []
+        return sent
 
 
 def create_app(
@@ -167,8 +184,9 @@ def create_app(
     rows = app.Table("video_rows", default=None, key_type=bytes, partitions=settings.partitions)
     # The cache writes the tables' stores and changelogs itself, once per batch and to the partition
     # each video's events came from (`table[key] = value` only works one event at a time).
+    writes = ChangelogWrites()
     checkpointer = Checkpointer(
-        StateCache(Records(headers.data, changelog_of(headers)), Records(rows.data, changelog_of(rows))),
+        StateCache(Records(headers.data, writes.of(headers)), Records(rows.data, writes.of(rows))),
         grace_s=settings.checkpoint_grace_s,
     )
     model = bundle if bundle is not None else load_promoted(settings.model_dir)
@@ -209,10 +227,11 @@ def create_app(
             raise BadEvent(f"message key {message.key!r} is not the bvid {snap.bvid}")
         return checkpointer.on_snapshot(snap, message.partition)
 
-    async def score(messages: Sequence[Any], fetched_at: float | None = None) -> None:
+    async def score(messages: Sequence[Any], fetched_at: float | None = None) -> list[Any]:
         """Absorb a batch of input messages in order, write each touched state once, score what is due.
 
         `fetched_at`: when the batch's last fetch arrived (the profiles it needs were on the broker).
+        Returns the futures of the batch's state records (`ChangelogWrites.take`).
         """
         progress.begin()
         if on_broker:
@@ -233,18 +252,36 @@ def create_app(
         checkpointer.flush(first_snapshot_offsets(messages, topics.snapshot))
         checkpointer.stats["messages"] += len(messages)
         progress.update(len(messages))
+        return writes.take()
 
     app.score = score  # type: ignore[attr-defined]  # unit tests feed batches to it directly
 
+    acking: set[asyncio.Task[None]] = set()
+    """Scored batches waiting for their state records to be stored before their offsets are acked."""
+
+    async def ack_once_stored(batches: list[LaneBatch], stored: list[Any]) -> None:
+        try:
+            await asyncio.gather(*stored)
+        except Exception as exc:  # not acked: read again from the last commit, by this worker or the next
+            log.error("state records not stored; the batch will be read again", error=repr(exc))
+        else:
+            lane.ack(batches)
+
     @app.task
     async def score_lane() -> None:
-        """The scoring loop: every fetch of the lane's topics, as soon as it arrives (stream/lane.py)."""
+        """The scoring loop: every fetch of the lane's topics, as soon as it arrives (stream/lane.py).
+
+        It goes on to the next batch while the last one's state records are on their way.
+        """
         link_lane()
         while True:
             batches = await lane.take()
             async with lane.busy:
-                await score([r for b in batches for r in b.records()], max(b.fetched_at for b in batches))
-                lane.ack(batches)
+                records = [r for b in batches for r in b.records()]
+                stored = await score(records, max(b.fetched_at for b in batches))
+                task = asyncio.create_task(ack_once_stored(batches, stored))
+                acking.add(task)
+                task.add_done_callback(acking.discard)
 
     if on_broker:
 
@@ -287,11 +324,13 @@ def create_app(
     async def forget_cached_state(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         """Partitions may move to another worker: from now on the table, not the cache, is the truth.
 
-        A batch being scored finishes first (its state changes reach the changelog before the next
-        owner reads it); fetched batches not yet scored are dropped (the next owner reads them again).
+        A batch being scored finishes first, and scored batches' state records are stored (they reach
+        the changelog before the next owner reads it); fetched batches not yet scored are dropped (the
+        next owner reads them again).
         """
         async with lane.busy:
             lane.clear()
+            await asyncio.gather(*acking)  # its state records stored before the next owner reads them
         checkpointer.states.clear()
         restorer.invalidate()
 
