@@ -5,7 +5,7 @@ replay to give exactly the predictions live scoring gave, and two workers the pr
 that profile must not depend on how fast each topic happened to be read. So before a batch with
 scored checkpoints is scored, `ProfileReader.ready_for(as_of)` waits until the reader has every
 profile with ts <= as_of that the broker held when the batch was fetched. A profile partition is
-ready when the reader has read a profile past as_of there (partitions are in event-time order: the
+ready when the reader has read a profile later than as_of there (partitions are in event-time order: the
 collectors publish a profile when they fetch it, replays publish in event-time order), or has read
 to the partition's end as a fetch sent after the wait began reported it.
 
@@ -124,7 +124,7 @@ class ProfileReader:
         if consumer is None:
             return False
         for tp in self.partitions:
-            if self.latest.get(tp.partition, as_of - 1) >= as_of:
+            if self.latest.get(tp.partition, as_of) > as_of:  # past as_of: another profile may share it
                 continue
             polled, end = consumer.last_poll_timestamp(tp), consumer.highwater(tp)
             if polled is None or end is None or polled < asked_ms:
