@@ -13,13 +13,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hotvideo.embedded import EmbeddedBroker, S3Storage, free_port
-from hotvideo.kafka_admin import committed_offsets, end_offsets
+from hotvideo.kafka_admin import committed_offsets, end_offsets, read_all
 from ingest.eventlog import read_log, write_log
 from ingest.publish import publish
 from ingest.world import WorldConfig, generate
@@ -124,6 +125,14 @@ def test_broker_restart_mid_replay_loses_no_prediction(
             reference.wait_caught_up()
             durable.check_alive()
             got, expected = durable.predictions(), reference.predictions()
+            # What each broker kept of the published snapshots (the durable one lived through the restart).
+            published: Counter[bytes] = Counter(value for topic, _, value in records if topic == "snapshot")
+            kept = {
+                cluster.name: Counter(
+                    r.value or b"" for r in read_all(cluster.bootstrap, cluster.topics.snapshot)
+                )
+                for cluster in (reference, durable)
+            }
         finally:
             thread.join(timeout=1)
             ref_thread.join(timeout=1)
@@ -150,4 +159,8 @@ def test_broker_restart_mid_replay_loses_no_prediction(
         f"{sum(len(k) for k in s3.store.keys.values())}; {len(differ)} probabilities differ from the "
         f"reference run ({changed_after_stop} scored after the stop)"
     )
+    lost = {name: (published - values).total() for name, values in kept.items()}
+    doubled = {name: (values - published).total() for name, values in kept.items()}
+    print(f"published snapshots the broker lost: {lost}, kept twice: {doubled}")
+    assert not any(lost.values()), f"the broker lost published snapshots across the restart: {lost}"
     assert not differ, f"{len(differ)} of {len(due)} probabilities differ: {sorted(differ)[:3]}"
