@@ -163,4 +163,20 @@ def test_broker_restart_mid_replay_loses_no_prediction(
     doubled = {name: (values - published).total() for name, values in kept.items()}
     print(f"published snapshots the broker lost: {lost}, kept twice: {doubled}")
     assert not any(lost.values()), f"the broker lost published snapshots across the restart: {lost}"
-    assert not differ, f"{len(differ)} of {len(due)} probabilities differ: {sorted(differ)[:3]}"
+    ref_of = {(p.bvid, p.horizon): p for p in expected}
+    inputs = [
+        (
+            p.bvid,
+            p.horizon,
+            p.snapshots_used,
+            ref_of[p.bvid, p.horizon].snapshots_used,
+            p.early_metrics,
+            ref_of[p.bvid, p.horizon].early_metrics,
+        )
+        for p in got
+        if p.digest_line() in differ
+    ]
+    assert not differ, (
+        f"{len(differ)} of {len(due)} probabilities differ; "
+        f"(snapshots used, metrics) here vs the reference: {inputs[:3]}"
+    )
