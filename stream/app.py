@@ -31,7 +31,7 @@ from hotvideo.settings import Settings
 from model.registry import ModelBundle, load_promoted
 from sink.writer import Backoff, PredictionSink, log_retry
 from stream.checkpoint import Changelog, Checkpoint, Checkpointer, Records, StateCache
-from stream.lane import Lane, LaneBatch, install_lane
+from stream.lane import Lane, install_lane
 from stream.profiles import ProfileReader
 from stream.recovery import Restorer
 from stream.scoring import Scorer
@@ -113,13 +113,8 @@ def first_snapshot_offsets(messages: Sequence[Any], topic: str) -> dict[int, int
 
 
 class ChangelogWrites:
-    """The state records sent to the tables' changelogs, so a batch is acked only once they are stored.
-
-    Faust produces a changelog record later, from its producer buffer, and its flush before a commit
-    gives up on a buffer that does not drain within 0.1 s (a busy loop). Acking a batch's offsets
-    only after its records are acknowledged by the broker means a commit never gets ahead of the
-    state it stands for: a worker killed, or partitions moved, in between read the batch again.
-    """
+    """The state records sent to the tables' changelogs: a batch is acked once they are stored
+    (`Lane.ack_once_stored`)."""
 
     def __init__(self) -> None:
         self.sent: list[Any] = []
@@ -256,17 +251,6 @@ def create_app(
 
     app.score = score  # type: ignore[attr-defined]  # unit tests feed batches to it directly
 
-    acking: set[asyncio.Task[None]] = set()
-    """Scored batches waiting for their state records to be stored before their offsets are acked."""
-
-    async def ack_once_stored(batches: list[LaneBatch], stored: list[Any]) -> None:
-        try:
-            await asyncio.gather(*stored)
-        except Exception as exc:  # not acked: read again from the last commit, by this worker or the next
-            log.error("state records not stored; the batch will be read again", error=repr(exc))
-        else:
-            lane.ack(batches)
-
     @app.task
     async def score_lane() -> None:
         """The scoring loop: every fetch of the lane's topics, as soon as it arrives (stream/lane.py).
@@ -278,10 +262,7 @@ def create_app(
             batches = await lane.take()
             async with lane.busy:
                 records = [r for b in batches for r in b.records()]
-                stored = await score(records, max(b.fetched_at for b in batches))
-                task = asyncio.create_task(ack_once_stored(batches, stored))
-                acking.add(task)
-                task.add_done_callback(acking.discard)
+                lane.ack_once_stored(batches, await score(records, max(b.fetched_at for b in batches)))
 
     if on_broker:
 
@@ -330,7 +311,7 @@ def create_app(
         """
         async with lane.busy:
             lane.clear()
-            await asyncio.gather(*acking)  # its state records stored before the next owner reads them
+            await lane.settle()  # scored batches' state stored before the next owner reads it
         checkpointer.states.clear()
         restorer.invalidate()
 

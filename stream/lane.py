@@ -35,6 +35,10 @@ from faust.types import TP
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
+from hotvideo.logs import get_logger
+
+log = get_logger(__name__)
+
 FETCH_MAX_WAIT_MS = 10
 QUEUED_FETCHES = 8
 """Fetches waiting for the scoring loop before the fetch loop waits: backpressure."""
@@ -72,6 +76,8 @@ class Lane:
         self.busy = asyncio.Lock()
         """Held while a batch is scored: a revocation waits for it (its state goes to the changelog)."""
         self.consumer: LaneConsumer | None = None
+        self.acking: set[asyncio.Task[None]] = set()
+        """Scored batches waiting for their state records to be stored before their offsets are acked."""
 
     async def take(self) -> list[LaneBatch]:
         """Wait for a fetch, then take every fetch already queued behind it (one bigger batch)."""
@@ -80,8 +86,33 @@ class Lane:
             batches.append(self.queue.get_nowait())
         return batches
 
+    def ack_once_stored(self, batches: list[LaneBatch], stored: list[Any]) -> None:
+        """Ack the scored batches once the futures of their state records (`stored`) resolve.
+
+        Faust produces a changelog record later, from its producer buffer, and its flush before a
+        commit gives up on a buffer that does not drain within 0.1 s (a busy loop); acking only once
+        the broker stored the records keeps every commit behind the state it stands for. The scoring
+        loop goes on meanwhile. If a record fails, the batches stay unacked: they are read again from
+        the last commit, by this worker after a restart or by the partitions' next owner.
+        """
+        task = asyncio.create_task(self._ack_when_done(batches, stored))
+        self.acking.add(task)
+        task.add_done_callback(self.acking.discard)
+
+    async def _ack_when_done(self, batches: list[LaneBatch], stored: list[Any]) -> None:
+        try:
+            await asyncio.gather(*stored)
+        except Exception as exc:
+            log.error("state records not stored; the batch will be read again", error=repr(exc))
+        else:
+            self.ack(batches)
+
+    async def settle(self) -> None:
+        """Wait until every scored batch's state records are stored (or failed)."""
+        await asyncio.gather(*self.acking)
+
     def ack(self, batches: Iterable[LaneBatch]) -> None:
-        """The batches are scored and their state written: their offsets may be committed."""
+        """The batches are scored and their state stored: their offsets may be committed."""
         consumer = self.consumer
         if consumer is None:
             return
