@@ -123,10 +123,8 @@ class ChangelogWrites:
         """The send function for `Records`: a state record (None: a tombstone) on the given partition."""
 
         def send(partition: int, key: bytes, value: Any) -> None:
-            if value is None:
-                self.sent.append(table.send_changelog(partition, key, None, value_serializer="raw"))
-            else:
-                self.sent.append(table.send_changelog(partition, key, value))
+            serializer = "raw" if value is None else None  # None: the table's own
+            self.sent.append(table.send_changelog(partition, key, value, value_serializer=serializer))
 
         return send
 
