@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from aiokafka import TopicPartition
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
@@ -95,3 +96,23 @@ async def test_gives_up_after_the_timeout_and_counts_it(embedded_broker: Embedde
     idle = ProfileReader(embedded_broker.bootstrap, TOPIC, ready_timeout_s=0.2)
     assert not await idle.ready_for(as_of=T0)
     assert idle.stats["not_ready"] == 1
+
+
+async def test_a_response_stamped_after_the_wait_began_is_trusted_only_from_the_next(
+    reader: ProfileReader,
+) -> None:
+    """aiokafka stamps a response when it processes it: the first one stamped after the wait began may
+    answer a fetch sent before it (its end offset stale), so only a later response makes a partition ready."""
+    while reader.consumer is None or any(
+        reader.consumer.last_poll_timestamp(tp) is None for tp in reader.partitions
+    ):
+        await asyncio.sleep(0.01)
+    consumer = reader.consumer
+    asked_ms = min(consumer.last_poll_timestamp(tp) for tp in reader.partitions) - 20
+    as_of = T0 + 10**6  # no profile read is past it: only the end offsets can make the reader ready
+    first_stamps: dict[TopicPartition, int] = {}
+    assert not await reader._ready(as_of, asked_ms, first_stamps)  # every stamp is after asked_ms
+    trusted_from = dict(first_stamps)
+    while not await reader._ready(as_of, asked_ms, first_stamps):
+        await asyncio.sleep(0.002)
+    assert all(consumer.last_poll_timestamp(tp) > trusted_from.get(tp, asked_ms) for tp in reader.partitions)
