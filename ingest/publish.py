@@ -1,10 +1,15 @@
 """Publish event records to Kafka in order (kafka-python).
 
 Records are `(topic field, key, value bytes)` as `eventlog.read_log` yields them, so a replay sends the
-logged bytes untouched (bad ones included, for the dead-letter path). Order: one producer with
-idempotence keeps each partition in send order across retries; after a run of hot-list records (one
+logged bytes untouched (bad ones included, for the dead-letter path). Order: one request in flight per
+connection keeps each partition in send order across retries; after a run of hot-list records (one
 refresh) the producer is flushed before anything else is sent, so no later snapshot reaches the broker
 before the label that precedes it in event time.
+
+Delivery is at least once, not idempotent. The embedded broker's durable store counts an idempotent
+producer's sequence number before it stores the batch; stopped in between, it answers the retry
+"duplicate", which producers take for success, and the batch is lost. A plain retry stores the batch
+(at worst twice), and the worker ignores a snapshot it already holds.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ def _producer(bootstrap: str) -> KafkaProducer:
     return KafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
-        enable_idempotence=True,
+        enable_idempotence=False,  # see the module docstring: a retry must store, never be waved off
+        max_in_flight_requests_per_connection=1,
         linger_ms=5,
         batch_size=256 * 1024,
         compression_type=None,

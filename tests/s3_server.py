@@ -149,6 +149,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         bucket, key, _ = self._target()
         data = self._body()
+        if self.server.stall_held(key):
+            return self._error(503, "SlowDown")
         if not key:  # create bucket
             (self.server.store.root / bucket).mkdir(parents=True, exist_ok=True)
             self.server.store.keys.setdefault(bucket, [])
@@ -245,6 +247,10 @@ class S3Server(ThreadingHTTPServer):
     def __init__(self, root: Path, port: int = 0) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.store = Store(root)
+        self.stall_suffix: str | None = None
+        self.stalled = threading.Event()
+        """Set once a PUT has been held by `stall_puts`."""
+        self.released = threading.Event()
         super().__init__(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.serve_forever, name="s3", daemon=True)
 
@@ -255,6 +261,29 @@ class S3Server(ThreadingHTTPServer):
     def create_bucket(self, bucket: str) -> None:
         (self.store.root / bucket).mkdir(parents=True, exist_ok=True)
         self.store.keys.setdefault(bucket, [])
+
+    def stall_puts(self, suffix: str) -> None:
+        """Hold every PUT of a key ending in `suffix` until `release`, then fail it unstored.
+
+        A broker stopped while such a write is held has done the writes before it and not this
+        one: the state a crash in the middle of a multi-object update leaves behind.
+        """
+        self.stall_suffix = suffix
+        self.stalled.clear()
+        self.released.clear()
+
+    def release(self) -> None:
+        """Let the held PUTs fail (503) and the later ones through."""
+        self.stall_suffix = None
+        self.released.set()
+
+    def stall_held(self, key: str) -> bool:
+        """Whether this PUT was held (and so must fail); waits while the stall lasts."""
+        if self.stall_suffix is None or not key.endswith(self.stall_suffix):
+            return False
+        self.stalled.set()
+        self.released.wait(60)
+        return True
 
     def __enter__(self) -> S3Server:
         self.thread.start()

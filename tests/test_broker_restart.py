@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from hotvideo.embedded import EmbeddedBroker, S3Storage, free_port
-from hotvideo.kafka_admin import committed_offsets, end_offsets, read_all
+from hotvideo.kafka_admin import committed_offsets, end_offsets, ensure_topics, read_all
+from hotvideo.settings import Topics
 from ingest.eventlog import read_log, write_log
 from ingest.publish import publish
 from ingest.world import WorldConfig, generate
@@ -180,3 +181,44 @@ def test_broker_restart_mid_replay_loses_no_prediction(
         f"{len(differ)} of {len(due)} probabilities differ; "
         f"(snapshots used, metrics) here vs the reference: {inputs[:3]}"
     )
+
+
+def test_a_send_cut_by_a_broker_restart_is_stored_on_retry(tmp_path: Path) -> None:
+    """The broker stops halfway through storing a batch; the publisher's retry must store it.
+
+    Tansu's S3 store records a produce in three writes: the producer's sequence number, the
+    partition's end offset, then the batch itself. Stopped before the last, it came back with the
+    sequence already counted, so an idempotent producer's retry was answered "duplicate" (which
+    producers take for success) and the batch was lost without an error.
+    """
+    topics = Topics(**{f: f"cut.{f}" for f in ("snapshot", "profile", "hotlist", "prediction", "deadletter")})
+    value = b'{"bvid": "BV1cut", "ts": 1700000000}'
+    outcome: list[int | BaseException] = []
+
+    def send(bootstrap: str) -> None:
+        try:
+            outcome.append(publish([("snapshot", b"BV1cut", value)], bootstrap, topics, progress=False))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with S3Server(tmp_path / "s3") as s3:
+        s3.create_bucket("tansu")
+        storage, port = S3Storage(s3.endpoint), free_port()
+        broker = EmbeddedBroker(tmp_path / "tansu", port=port, storage=storage).start()
+        ensure_topics(broker.bootstrap, topics, 1)
+        s3.stall_puts(".batch")
+        thread = threading.Thread(target=send, args=(broker.bootstrap,), name="publisher")
+        thread.start()
+        try:
+            assert s3.stalled.wait(30), "the publisher's batch never reached the store"
+            broker.stop(timeout_s=2)
+            s3.release()
+            broker = EmbeddedBroker(tmp_path / "tansu", port=port, storage=storage).start()
+            thread.join(60)
+            stored = [r.value for r in read_all(broker.bootstrap, topics.snapshot, timeout_s=10)]
+        finally:
+            s3.release()
+            thread.join(1)
+            broker.stop()
+    assert outcome == [1], f"the publisher failed across the restart: {outcome}"
+    assert stored == [value], "the batch whose write the stop cut short is stored by the retry"
