@@ -150,7 +150,9 @@ class Handler(BaseHTTPRequestHandler):
         bucket, key, _ = self._target()
         data = self._body()
         if self.server.stall_held(key):
-            return self._error(503, "SlowDown")
+            with contextlib.suppress(OSError):  # the client that sent it is usually gone by now
+                self._error(503, "SlowDown")
+            return
         if not key:  # create bucket
             (self.server.store.root / bucket).mkdir(parents=True, exist_ok=True)
             self.server.store.keys.setdefault(bucket, [])
