@@ -105,6 +105,19 @@ def test_signed_space_call_and_raw_archive(fake: FakeBilibili, tmp_path: Path) -
     assert len(archived) == len(fake.requests)  # spi, nav, search (-352), nav, search
 
 
+def test_hot_list_times_match_the_raw_archive_for_slow_answers(fake: FakeBilibili, tmp_path: Path) -> None:
+    """An answer that arrives in a later second than its request was sent keeps the request's time,
+    the one the raw archive records: live events and `replay_raw` must agree (they once differed)."""
+    ticks = itertools.count(time.time(), 0.7)  # every reading of the clock is 0.7 s later
+    settings = Settings(data_dir=tmp_path, collect=collect_settings(fake))
+    collector = Collector(settings, "127.0.0.1:9", clock=lambda: next(ticks))
+    live = [e for e in collector.hotlists() if isinstance(e, HotListEntry)]
+    collector.close()
+    replayed = [e for e in replay_raw(tmp_path / "collect" / "raw") if isinstance(e, HotListEntry)]
+    assert len({e.ts for e in live}) > 1
+    assert sorted(e.to_json() for e in live) == sorted(e.to_json() for e in replayed)
+
+
 def run_for(collector: Collector, seconds: float) -> threading.Thread:
     thread = threading.Thread(target=collector.run, kwargs={"seconds": seconds}, daemon=True)
     thread.start()

@@ -142,8 +142,12 @@ class BiliClient:
         archive: RawArchive | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.cfg = cfg
+        self.clock = clock
+        self.fetched_at = 0.0
+        """When the request behind the latest answer was sent: the raw archive's time for that page."""
         self.base = cfg.base_url.rstrip("/")
         self.archive = archive
         self.bucket = TokenBucket(cfg.rate, cfg.burst, sleep=sleep)
@@ -266,7 +270,7 @@ class BiliClient:
         }
         self.bucket.acquire()
         self.requests += 1
-        fetched_at = time.time()
+        fetched_at = self.fetched_at = self.clock()
         response = self._http.get(self.base + path, params=query, headers=headers)
         text = _inflate(response.content) if xml and response.status_code == 200 else response.text
         if self.archive is not None:

@@ -61,7 +61,7 @@ class Collector:
         self.stop_event = threading.Event()
         self.state = State(self.root / "state.sqlite3", self.cfg)
         archive = RawArchive(self.root / "raw") if self.cfg.save_raw else None
-        self.client = BiliClient(self.cfg, archive, sleep=self._sleep)
+        self.client = BiliClient(self.cfg, archive, sleep=self._sleep, clock=clock)
         self.sql = SqlStore(settings.database_url or settings.sqlite_url)
         self.danmaku_store = DanmakuStore(self.sql.engine)
         self.published: dict[str, int] = {}
@@ -128,7 +128,9 @@ class Collector:
         return bool(events)
 
     def _now(self) -> int:
-        return int(self.clock())
+        """The event time of the answer just fetched: when its request was sent, as the raw archive
+        records it, so that `replay_raw` gives the same events even when an answer crosses a second."""
+        return int(self.client.fetched_at)
 
     def _seen(self, snaps: Iterable[Event]) -> None:
         """Record observations of tracked videos, so their own poll waits (bulk lists beat `view`)."""
