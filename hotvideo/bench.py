@@ -57,13 +57,7 @@ def run_bench(settings: Settings, opts: BenchOptions) -> dict[str, Any]:
     from hotvideo.demo import ensure_model  # the demo's "train a model if none is promoted"
 
     run = uuid.uuid4().hex[:8]
-    topics = Topics(
-        snapshot=f"bench-{run}.snapshot",
-        profile=f"bench-{run}.profile",
-        hotlist=f"bench-{run}.hotlist",
-        prediction=f"bench-{run}.prediction",
-        deadletter=f"bench-{run}.deadletter",
-    )
+    topics = Topics.under(f"bench-{run}")
     bench_dir = settings.data_dir / "bench"
     settings = settings.model_copy(
         update={"data_dir": bench_dir / "stores", "topics": topics, "redis_prefix": f"bench-{run}:"}

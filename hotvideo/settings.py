@@ -26,6 +26,11 @@ class Topics(BaseSettings):
     prediction: str = "bili.prediction"
     deadletter: str = "bili.deadletter"
 
+    @classmethod
+    def under(cls, prefix: str) -> Topics:
+        """Every topic named `<prefix>.<field>`: a run of its own beside others on one broker."""
+        return cls(**{field: f"{prefix}.{field}" for field in cls.model_fields})
+
 
 class CollectSettings(BaseSettings):
     """The live Bilibili collectors (`hotvideo collect`, docs/collectors.md); env prefix `COLLECT_`."""

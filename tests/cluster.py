@@ -54,9 +54,7 @@ class Cluster:
     ports: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.topics = Topics(
-            **{f: f"{self.name}.{f}" for f in ("snapshot", "profile", "hotlist", "prediction", "deadletter")}
-        )
+        self.topics = Topics.under(self.name)
         self.group = f"{self.name}-worker"
         ensure_topics(self.bootstrap, self.topics, self.partitions)
 

@@ -191,7 +191,7 @@ def test_a_send_cut_by_a_broker_restart_is_stored_on_retry(tmp_path: Path) -> No
     sequence already counted, so an idempotent producer's retry was answered "duplicate" (which
     producers take for success) and the batch was lost without an error.
     """
-    topics = Topics(**{f: f"cut.{f}" for f in ("snapshot", "profile", "hotlist", "prediction", "deadletter")})
+    topics = Topics.under("cut")
     value = b'{"bvid": "BV1cut", "ts": 1700000000}'
     outcome: list[int | BaseException] = []
 

@@ -127,7 +127,7 @@ def run_for(collector: Collector, seconds: float) -> threading.Thread:
 @pytest.fixture
 def topics(embedded_broker: EmbeddedBroker) -> Topics:
     prefix = f"collect-{uuid.uuid4().hex[:8]}"
-    names = Topics(**{f: f"{prefix}.{f}" for f in Topics.model_fields})
+    names = Topics.under(prefix)
     ensure_topics(embedded_broker.bootstrap, names, partitions=2)
     return names
 

@@ -35,16 +35,6 @@ from tests.s3_server import S3Server
 PARTITIONS = 3
 
 
-def _topics(prefix: str) -> Topics:
-    return Topics(
-        snapshot=f"{prefix}.snapshot",
-        profile=f"{prefix}.profile",
-        hotlist=f"{prefix}.hotlist",
-        prediction=f"{prefix}.prediction",
-        deadletter=f"{prefix}.deadletter",
-    )
-
-
 def _commit(bootstrap: str, group: str, offsets: dict[TopicPartition, int]) -> None:
     """Commit for `group` without joining it (a group join takes seconds on Tansu)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
@@ -57,7 +47,7 @@ def _commit(bootstrap: str, group: str, offsets: dict[TopicPartition, int]) -> N
 
 def test_topics_produce_read_and_track_a_group(embedded_broker: EmbeddedBroker) -> None:
     bootstrap = embedded_broker.bootstrap
-    topics = _topics("kafka-admin")
+    topics = Topics.under("kafka-admin")
     assert sorted(ensure_topics(bootstrap, topics, PARTITIONS)) == sorted(topics.model_dump().values())
     assert ensure_topics(bootstrap, topics, PARTITIONS) == []
 
@@ -102,7 +92,7 @@ def test_durable_broker_keeps_records_and_commits_across_a_restart(tmp_path: Pat
     with S3Server(tmp_path / "s3") as s3:
         s3.create_bucket("tansu")  # Tansu does not create its bucket
         storage = S3Storage(s3.endpoint) if durable else None
-        port, topics = free_port(), _topics("durable")
+        port, topics = free_port(), Topics.under("durable")
         with EmbeddedBroker(tmp_path / "tansu", port=port, storage=storage) as broker:
             ensure_topics(broker.bootstrap, topics, PARTITIONS)
             producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=20)

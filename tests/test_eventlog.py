@@ -194,13 +194,7 @@ def _consume(bootstrap: str, topics: list[str], expected: int) -> list[tuple[str
 
 
 def test_publish_preserves_per_partition_order(broker: str, tmp_path: Path) -> None:
-    topics = Topics(
-        snapshot="t.snapshot",
-        profile="t.profile",
-        hotlist="t.hotlist",
-        prediction="t.prediction",
-        deadletter="t.deadletter",
-    )
+    topics = Topics.under("t")
     _create_topics(broker, topics)
     path = tmp_path / "world.jsonl.gz"
     total = write_log(path, generate(WorldConfig(videos=40, sim_hours=10, seed=9)), progress=False)

@@ -89,8 +89,7 @@ def test_bootstrap_lists_are_parsed() -> None:
 
 def test_idle_group_on_a_live_broker_is_ok(embedded_broker: EmbeddedBroker) -> None:
     name = f"health{uuid.uuid4().hex[:8]}"
-    fields = ("snapshot", "profile", "hotlist", "prediction", "deadletter")
-    topics = Topics(**{f: f"{name}.{f}" for f in fields})
+    topics = Topics.under(name)
     ensure_topics(embedded_broker.bootstrap, topics, 2)
     code, out, err, _ = health(embedded_broker.bootstrap, "--sample-s", "0.5", topics=topics)
     assert code == 0, err
