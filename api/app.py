@@ -26,7 +26,8 @@ from api.prototype import PlatformArtifactError
 from api.schemas import HistoryPayload, HotItem, HotList, PredictOut, PredictPayload, Problem
 from api.service import Platform
 from api.words import word_counts
-from hotvideo.events import BVID_PATTERN, Horizon
+from core.events import BVID_PATTERN
+from core.reference import Horizon
 from model.registry import ModelRegistryError
 
 STATIC = Path(__file__).parent / "static"

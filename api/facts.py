@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
+from core.reference import BEIJING
 from sink.sql import prediction, up_profile, video, video_early_metrics
 
-BEIJING = "Asia/Shanghai"
 """Bilibili's audience clock: days, publish hours and weekdays are read in Beijing time."""
 
 

@@ -24,15 +24,15 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from hotvideo.events import Event
-from hotvideo.logs import get_logger
+from core.events import Event
+from core.logs import get_logger
 from model.classifiers import BASELINE_PROTOTYPE, columns
 from model.dataset import build_datasets
 from model.labels import DEFAULT_WINDOW_S
 from model.onnx_io import make_session, predict_proba
 from model.quantiles import play_range
 from model.registry import ModelBundle, ModelRegistryError
-from model.train import _split
+from model.train import split_by_time
 
 log = get_logger(__name__)
 
@@ -116,13 +116,13 @@ def build_artifact(events: Iterable[Event], bundle: ModelBundle, model_dir: Path
     datasets = build_datasets(events, DEFAULT_WINDOW_S)
     curves: dict[str, Any] = {}
     for h in bundle.horizons:
-        held = _split(datasets[h], TEST_FRACTION, VAL_FRACTION)[2]
+        held = split_by_time(datasets[h], TEST_FRACTION, VAL_FRACTION)[2]
         prob = bundle.score(h, held.X)
         fpr, tpr, _ = roc_curve(held.y, prob)
         precision, recall, _ = precision_recall_curve(held.y, prob)
         curves[h] = {"roc": _thin(fpr, tpr), "pr": _thin(recall[::-1], precision[::-1]), "n_test": len(held)}
     short = ShortModel(bundle, model_dir)
-    held = _split(datasets[SHORT_HORIZON], TEST_FRACTION, VAL_FRACTION)[2]
+    held = split_by_time(datasets[SHORT_HORIZON], TEST_FRACTION, VAL_FRACTION)[2]
     levels = [level_of(float(p), short.threshold) for p in short.prob(held.X[:, columns(SHORT_FEATURES)])]
     artifact = {
         "model_version": bundle.version,

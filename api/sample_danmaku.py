@@ -11,10 +11,11 @@ from __future__ import annotations
 import random
 from datetime import UTC
 
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
-from sink.danmaku import DanmakuLine, DanmakuStore
-from sink.sql import video
+from core.events import DanmakuLine
+from sink.danmaku import DanmakuStore
+from sink.sql import SqlStore, video
 
 REACTIONS = (
     "太好看了吧",
@@ -36,12 +37,11 @@ REACTIONS = (
 PER_VIDEO = 12
 
 
-def fill_sample_danmaku(engine: Engine, seed: int = 0) -> int:
+def fill_sample_danmaku(sql: SqlStore, seed: int = 0) -> int:
     """Write PER_VIDEO simulated lines per video in SQL if the table is empty; return lines written."""
-    store = DanmakuStore(engine)
-    if store.count():
+    if DanmakuStore(sql.engine).count():
         return 0
-    with engine.connect() as conn:
+    with sql.engine.connect() as conn:
         rows = conn.execute(select(video.c.bvid, video.c.pub_time, video.c.tags, video.c.category_name)).all()
     lines = []
     for bvid, pub_time, tags, zone in rows:
@@ -51,6 +51,6 @@ def fill_sample_danmaku(engine: Engine, seed: int = 0) -> int:
         for i in range(PER_VIDEO):
             words = [rng.choice(topics)] if topics and rng.random() < 0.6 else []
             text = "".join([*words, rng.choice(REACTIONS)])
-            lines.append(DanmakuLine(bvid, start + 60 * (i + 1), text))
-    store.write(lines)
+            lines.append(DanmakuLine(bvid=bvid, ts=start + 60 * (i + 1), text=text))
+    sql.write_danmaku(lines)
     return len(lines)

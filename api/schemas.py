@@ -1,6 +1,6 @@
 """Request and response bodies of the API, validated by pydantic and published in the OpenAPI spec.
 
-Counts, timestamps and bvids reuse the event contracts' constrained types (hotvideo.events), so the
+Counts, timestamps and bvids reuse the event contracts' constrained types (core.events), so the
 API accepts exactly what the stream accepts and rejects the rest with a 422 naming the field.
 """
 
@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from hotvideo.events import Bvid, Count, EpochS, Horizon
-from hotvideo.settings import HORIZONS
+from core.events import Bvid, Count, EpochS
+from core.reference import HORIZONS, Horizon
 
 Rate = Annotated[float, Field(ge=0.0, le=100.0)]
 """A count per view; above 1 is possible (danmaku) but not above 100."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
@@ -14,9 +13,8 @@ from api.app import create_app
 from api.prototype import ARTIFACT, build_artifact
 from api.sample_danmaku import fill_sample_danmaku
 from api.service import Platform
-from hotvideo.embedded import EmbeddedRedis
-from hotvideo.logs import get_logger
-from hotvideo.settings import Settings
+from core.logs import get_logger
+from core.settings import Settings
 from ingest.eventlog import read_events
 from sink.redis_store import RedisStore
 from sink.sql import SqlStore
@@ -24,34 +22,27 @@ from sink.sql import SqlStore
 log = get_logger(__name__)
 
 
-def serve(settings: Settings, train_events: Path | None, sample_danmaku: bool) -> None:
-    """Build the platform artifact if asked, then serve until interrupted.
-
-    With REDIS_URL unset the embedded Redis of DATA_DIR is started (the one `hotvideo demo` filled).
-    """
-    with ExitStack() as stack:
-        redis_url = (
-            settings.redis_url or stack.enter_context(EmbeddedRedis(settings.data_dir / "embedded")).url
-        )
-        store = RedisStore(
-            redis.Redis.from_url(redis_url),
-            settings.redis_prefix,
-            settings.redis_ttl_s,
-            settings.redis_hotlist_size,
-            settings.redis_stream_maxlen,
-        )
-        platform = Platform(SqlStore(settings.database_url or settings.sqlite_url), store, settings.model_dir)
-        if train_events is not None:
-            bundle = platform.bundle()
-            if not (settings.model_dir / bundle.version / ARTIFACT).exists():
-                build_artifact(read_events(train_events), bundle, settings.model_dir, str(train_events))
-        if sample_danmaku:
-            log.info("sample danmaku written", lines=fill_sample_danmaku(platform.sql.engine))
-        log.info("serving", url=f"http://{settings.api_host}:{settings.api_port}/")
-        # uvicorn re-raises SIGTERM after its graceful shutdown; as SystemExit it unwinds the stack,
-        # so the embedded Redis is stopped (and saved) instead of left running.
-        signal.signal(signal.SIGTERM, _exit)
-        uvicorn.run(create_app(platform), host=settings.api_host, port=settings.api_port, log_level="warning")
+def serve(settings: Settings, redis_url: str, train_events: Path | None, sample_danmaku: bool) -> None:
+    """Build the platform artifact if asked, then serve until interrupted."""
+    store = RedisStore(
+        redis.Redis.from_url(redis_url),
+        settings.redis_prefix,
+        settings.redis_ttl_s,
+        settings.redis_hotlist_size,
+        settings.redis_stream_maxlen,
+    )
+    platform = Platform(SqlStore(settings.database_url or settings.sqlite_url), store, settings.model_dir)
+    if train_events is not None:
+        bundle = platform.bundle()
+        if not (settings.model_dir / bundle.version / ARTIFACT).exists():
+            build_artifact(read_events(train_events), bundle, settings.model_dir, str(train_events))
+    if sample_danmaku:
+        log.info("sample danmaku written", lines=fill_sample_danmaku(platform.sql))
+    log.info("serving", url=f"http://{settings.api_host}:{settings.api_port}/")
+    # uvicorn re-raises SIGTERM after its graceful shutdown; as SystemExit it unwinds the caller's
+    # stack, so an embedded Redis it started is stopped (and saved) instead of left running.
+    signal.signal(signal.SIGTERM, _exit)
+    uvicorn.run(create_app(platform), host=settings.api_host, port=settings.api_port, log_level="warning")
 
 
 def _exit(signum: int, _frame: FrameType | None) -> None:

@@ -27,12 +27,13 @@ import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka import KafkaProducer
 
-from hotvideo.embedded import ResolvedServices, free_port, services
-from hotvideo.events import Snapshot
-from hotvideo.kafka_admin import ensure_topics
-from hotvideo.logs import get_logger
-from hotvideo.settings import Settings, Topics
-from ingest.publish import publish
+from broker.admin import ensure_topics
+from broker.produce import publish
+from core.events import Snapshot
+from core.logs import get_logger
+from core.servers import free_port
+from core.settings import Settings, Topics
+from hotvideo.embedded import ResolvedServices, services
 from ingest.world import WorldConfig, generate
 from model.dataset import build_datasets
 from model.history import VideoHistory

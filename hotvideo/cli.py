@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from hotvideo.logs import configure
-from hotvideo.settings import HORIZONS, get_settings
+from core.logs import configure
+from core.reference import HORIZONS
+from core.settings import get_settings
 
 app = typer.Typer(
     help="Predict, hours after publication, which Bilibili videos will enter the hot list.",
@@ -46,9 +47,12 @@ def demo(
 @app.command()
 def worker() -> None:
     """Run the Faust worker (scoring + sinks) until interrupted."""
+    from hotvideo.embedded import services
     from stream.worker import run_worker
 
-    run_worker(get_settings())
+    settings = get_settings()
+    with services(settings) as svc:
+        run_worker(svc.apply(settings), svc.kafka_bootstrap)
 
 
 @app.command()
@@ -101,10 +105,12 @@ def _epoch_option(value: str | None) -> int | None:
     """Epoch seconds, or an ISO date/time (naive means Beijing time)."""
     if value is None or value.isdigit():
         return None if value is None else int(value)
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime
+
+    from core.reference import BEIJING
 
     parsed = datetime.fromisoformat(value)
-    return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone(timedelta(hours=8)))).timestamp())
+    return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=BEIJING)).timestamp())
 
 
 @app.command()
@@ -140,7 +146,7 @@ def replay(
     if out is not None:
         typer.echo(f"wrote {write_records(out, in_range(records, first, end))} records to {out}")
         return
-    from hotvideo.kafka_admin import ensure_topics
+    from broker.admin import ensure_topics
 
     settings = get_settings()
     if settings.kafka_bootstrap is None:
@@ -167,7 +173,7 @@ def train(
     settings = get_settings()
     observed = observe(read_events(events), DEFAULT_WINDOW_S)
     if write_labels:
-        from model.sqldata import write_labels as store_labels
+        from sink.datasets import write_labels as store_labels
         from sink.sql import SqlStore
 
         store = SqlStore(settings.database_url or settings.sqlite_url)
@@ -185,9 +191,11 @@ def evaluate(
     n_boot: Annotated[int, typer.Option(min=0, help="bootstrap resamples of the metrics' intervals")] = 1000,
 ) -> None:
     """Score an event log with the promoted model and its baselines; write metrics.json and a card."""
+    from ingest.eventlog import read_events
     from model.evaluate import evaluate_log
 
-    path = evaluate_log(model or get_settings().model_dir, events, out, n_boot=n_boot)
+    name = events.name.split(".")[0]
+    path = evaluate_log(model or get_settings().model_dir, read_events(events), name, out, n_boot=n_boot)
     typer.echo(f"wrote {path}")
 
 
@@ -239,7 +247,7 @@ def schemas(
     out: Annotated[Path | None, typer.Option(help="directory (default: the repo's schemas/)")] = None,
 ) -> None:
     """Write the JSON Schema of every event type."""
-    from hotvideo.schemas import SCHEMA_DIR, write_all
+    from core.schemas import SCHEMA_DIR, write_all
 
     for path in write_all(out or SCHEMA_DIR):
         typer.echo(str(path))
@@ -258,9 +266,18 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the HTTP API and the dashboard (API_HOST:API_PORT) over the configured stores."""
-    from api.server import serve as run_server
+    from contextlib import ExitStack
 
-    run_server(get_settings(), train_events, sample_danmaku)
+    from api.server import serve as run_server
+    from hotvideo.embedded import EmbeddedRedis
+
+    settings = get_settings()
+    with ExitStack() as stack:
+        # REDIS_URL unset: the embedded Redis of DATA_DIR (the one `hotvideo demo` filled)
+        redis_url = (
+            settings.redis_url or stack.enter_context(EmbeddedRedis(settings.data_dir / "embedded")).url
+        )
+        run_server(settings, redis_url, train_events, sample_danmaku)
 
 
 @app.command()
@@ -286,7 +303,7 @@ def health(
     """
     import json
 
-    from hotvideo.health import BrokerUnreachable, check
+    from broker.health import BrokerUnreachable, check
 
     settings = get_settings()
     if settings.kafka_bootstrap is None:

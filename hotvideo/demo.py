@@ -22,13 +22,15 @@ from typing import Any
 
 import redis
 
-from hotvideo.embedded import ResolvedServices, free_port, services
-from hotvideo.events import Prediction, parse_event
-from hotvideo.kafka_admin import end_offsets, ensure_topics, read_all, wait_until_caught_up
-from hotvideo.logs import get_logger
-from hotvideo.settings import HORIZONS, Settings
+from broker.admin import end_offsets, ensure_topics, read_all, wait_until_caught_up
+from broker.produce import publish
+from core.events import Prediction, parse_event
+from core.logs import get_logger
+from core.reference import HORIZONS
+from core.servers import free_port
+from core.settings import Settings
+from hotvideo.embedded import ResolvedServices, services
 from ingest.eventlog import read_events, read_log, write_log
-from ingest.publish import publish
 from ingest.world import WorldConfig, generate
 from model.registry import load_promoted
 from model.train import train

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from kafka import KafkaConsumer, TopicPartition
 
-from hotvideo.events import BadEvent, Prediction, parse_event
-from hotvideo.logs import get_logger
+from core.events import BadEvent, Prediction, parse_event
+from core.logs import get_logger
 
 log = get_logger(__name__)
 

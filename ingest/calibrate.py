@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from ingest.world import BEIJING, WorldConfig, capture_hot
-from model.features import ZONE_OF_TID
+from core.reference import BEIJING, BEIJING_OFFSET_S, ZONE_OF_TID
+from ingest.world import WorldConfig, capture_hot
 
 FloatArray = NDArray[np.float64]
 
@@ -54,7 +54,7 @@ def _zone(tid: int) -> str:
 
 
 def _hour(pubdate: NDArray[np.int64]) -> FloatArray:
-    return ((pubdate + 8 * 3600) % 86400) / 3600.0
+    return ((pubdate + BEIJING_OFFSET_S) % 86400) / 3600.0
 
 
 def load_real(folder: Path) -> Sample:

@@ -24,9 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from hotvideo.events import EVENT_TYPES, BadEvent, Event, parse_event
-from hotvideo.logs import get_logger
-from ingest.publish import event_time_ms
+from broker.produce import event_time_ms
+from core.events import EVENT_TYPES, BadEvent, Event, parse_event
+from core.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -2,7 +2,7 @@
 
 Every source becomes one stream of records `(topic field, key, value bytes)` in event-time order,
 which `replay` filters to a time range, paces (real time, N×, or as fast as possible) and hands to
-`ingest.publish.publish`. Nothing here reads the wall clock into an event, so replaying a source twice
+`broker.produce.publish`. Nothing here reads the wall clock into an event, so replaying a source twice
 publishes the same bytes in the same order, and the worker gives the same predictions (docs/replay.md).
 
 Order: event logs (JSONL, Parquet) are replayed in their recorded order, which is the order they were
@@ -27,19 +27,19 @@ from sqlalchemy import MetaData, Select, Table, create_engine, select
 from sqlalchemy.engine import Engine, RowMapping
 from tqdm import tqdm
 
-from hotvideo.events import Event, HotListEntry, Snapshot, UpProfile
-from hotvideo.logs import get_logger
-from hotvideo.settings import Topics
+from broker.produce import event_time_ms, publish
+from core.events import Event, HotListEntry, Snapshot, UpProfile
+from core.logs import get_logger
+from core.reference import BEIJING
+from core.settings import Topics
 from ingest.collect import parse
 from ingest.collect.collectors import replay_raw
 from ingest.eventlog import is_log, read_log
-from ingest.publish import event_time_ms, publish
 
 log = get_logger(__name__)
 
 Record = tuple[str, bytes | None, bytes]
 TableSet = Literal["project", "legacy"]
-BEIJING = timezone(timedelta(hours=8))
 LEGACY_TZ = BEIJING
 """Naive DATETIME values of the legacy tables are Beijing wall time (what a crawler in China stores)."""
 CAPTURE_HOUR = 23.75

@@ -28,22 +28,22 @@ import heapq
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.special import ndtri
 
-from hotvideo.events import Event, HotListEntry, Snapshot, UpProfile
+from core.events import Event, HotListEntry, Snapshot, UpProfile
+from core.reference import BEIJING, BEIJING_OFFSET_S
 from ingest.zones import HOUR_WEIGHTS, WEEKDAY_WEIGHTS, ZONES, SubZone, Zone
 
-__all__ = ["BEIJING", "DEFAULT_START_TS", "ZONES", "SubZone", "WorldConfig", "Zone", "generate"]
+__all__ = ["DEFAULT_START_TS", "ZONES", "SubZone", "WorldConfig", "Zone", "generate"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
-BEIJING = timezone(timedelta(hours=8))
 DEFAULT_START_TS = int(datetime(2026, 11, 2, tzinfo=BEIJING).timestamp())
 """2026-11-02T00:00:00+08:00: a Monday, Beijing midnight, so the first day has a full rhythm."""
 BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -315,7 +315,7 @@ def _draw_videos(rng: np.random.Generator, cfg: WorldConfig, pub: IntArray, vide
     log_f = np.log10(ups.follower + 100.0)
     view_bias = np.array([z.view_bias for z in cfg.zones])[zone]
     traffic = np.array(VIEWER_TRAFFIC)
-    hour = ((pub + 8 * 3600) // 3600 + 2) % 24
+    hour = ((pub + BEIJING_OFFSET_S) // 3600 + 2) % 24
     hour_gain = _HOUR_EFFECT * np.log10(traffic[hour] / traffic.mean())
     fan = _FAN_BASE + _FAN_PER_FOLLOWER * log_f + 0.2 * quality + 0.3 * rng.standard_normal(n)
     rec = (
@@ -406,7 +406,7 @@ def _hour_counts(rng: np.random.Generator, cfg: WorldConfig, videos: int) -> tup
     edges = np.arange(first_hour, -(-cfg.end_ts // 3600) + 1) * 3600
     lo = np.maximum(edges[:-1], cfg.start_ts)
     hi = np.minimum(edges[1:], cfg.end_ts)
-    local = edges[:-1] + 8 * 3600
+    local = edges[:-1] + BEIJING_OFFSET_S
     weekday = (local // 86400 + 3) % 7  # 1970-01-01 was a Thursday
     weight = np.array(HOUR_WEIGHTS)[(local // 3600) % 24] * np.array(WEEKDAY_WEIGHTS)[weekday] * (hi - lo)
     return lo, rng.multinomial(videos, weight / weight.sum()).astype(np.int64)
@@ -478,7 +478,7 @@ def capture_hot(cfg: WorldConfig, videos: int, days: int, capture_hour: float = 
     parts = [_listing(cfg, v.take(np.s_[a : a + chunk]), rng, threshold) for a in range(0, videos, chunk)]
     first = np.concatenate([p.first for p in parts])
     count = np.concatenate([p.count for p in parts])
-    day0 = (cfg.start_ts + 8 * 3600) // 86400 * 86400 - 8 * 3600
+    day0 = (cfg.start_ts + BEIJING_OFFSET_S) // 86400 * 86400 - BEIJING_OFFSET_S
     captures = day0 + 86400 * np.arange(lead, lead + days) + round(capture_hour * 3600)
     hot = np.flatnonzero(first >= 0)
     last = first[hot] + (count[hot] - 1) * cfg.hot_refresh_s

@@ -1,6 +1,6 @@
 """Bilibili's zones and publishing rhythm as the simulator uses them.
 
-Numbers come from the 12,190 real 综合热门 items in `/work/shared/data/bili-popular` (2023-08-25 …
+Numbers come from the 12,190 real 综合热门 items in the captured popular lists (2023-08-25 …
 2023-09-14): main-zone shares, sub-zone shares inside each main zone, duration median and spread per
 main zone, publish hour and weekday (Beijing time). Ids and names are Bilibili's (bili-api.md §8); a
 snapshot carries the sub-zone `tid`/`tname`, as the real `view` API does, and the main zone's `tid_v2`.
@@ -9,6 +9,8 @@ snapshot carries the sub-zone `tid`/`tname`, as the real `view` API does, and th
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from core.reference import ZONE_NAMES
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,6 @@ class Zone:
     """A main zone and how its videos differ from the site average."""
 
     tid: int
-    tname: str
     tid_v2: int
     share: float
     """share of uploads"""
@@ -40,6 +41,10 @@ class Zone:
     """title and tag words"""
     subzones: tuple[SubZone, ...]
 
+    @property
+    def tname(self) -> str:
+        return ZONE_NAMES[self.tid]
+
 
 def _subs(*items: tuple[int, str, float]) -> tuple[SubZone, ...]:
     return tuple(SubZone(*item) for item in items)
@@ -48,7 +53,6 @@ def _subs(*items: tuple[int, str, float]) -> tuple[SubZone, ...]:
 ZONES: tuple[Zone, ...] = (
     Zone(
         160,
-        "生活",
         1030,
         0.245,
         0.00,
@@ -69,7 +73,6 @@ ZONES: tuple[Zone, ...] = (
     ),
     Zone(
         4,
-        "游戏",
         1008,
         0.175,
         0.00,
@@ -89,7 +92,6 @@ ZONES: tuple[Zone, ...] = (
     ),
     Zone(
         211,
-        "美食",
         1020,
         0.10,
         0.00,
@@ -108,7 +110,6 @@ ZONES: tuple[Zone, ...] = (
     ),
     Zone(
         181,
-        "影视",
         1001,
         0.085,
         0.00,
@@ -123,7 +124,6 @@ ZONES: tuple[Zone, ...] = (
     ),
     Zone(
         36,
-        "知识",
         1010,
         0.085,
         0.00,
@@ -145,7 +145,6 @@ ZONES: tuple[Zone, ...] = (
     ),
     Zone(
         1,
-        "动画",
         1005,
         0.057,
         0.00,
@@ -165,7 +164,6 @@ ZONES: tuple[Zone, ...] = (
     ),
     Zone(
         3,
-        "音乐",
         1003,
         0.042,
         0.00,
@@ -187,7 +185,6 @@ ZONES: tuple[Zone, ...] = (
     ),
     Zone(
         188,
-        "科技",
         1012,
         0.037,
         0.00,
@@ -206,7 +203,6 @@ ZONES: tuple[Zone, ...] = (
     ),
     Zone(
         217,
-        "动物圈",
         1024,
         0.035,
         0.00,
@@ -225,7 +221,6 @@ ZONES: tuple[Zone, ...] = (
     ),
     Zone(
         202,
-        "资讯",
         1009,
         0.031,
         0.00,
@@ -238,7 +233,6 @@ ZONES: tuple[Zone, ...] = (
     ),
     Zone(
         119,
-        "鬼畜",
         1007,
         0.027,
         0.00,
@@ -253,7 +247,6 @@ ZONES: tuple[Zone, ...] = (
     ),
     Zone(
         234,
-        "运动",
         1018,
         0.024,
         0.00,
@@ -273,7 +266,6 @@ ZONES: tuple[Zone, ...] = (
     ),
     Zone(
         155,
-        "时尚",
         1014,
         0.019,
         0.00,
@@ -286,7 +278,6 @@ ZONES: tuple[Zone, ...] = (
     ),
     Zone(
         5,
-        "娱乐",
         1002,
         0.016,
         0.00,
@@ -299,7 +290,6 @@ ZONES: tuple[Zone, ...] = (
     ),
     Zone(
         223,
-        "汽车",
         1013,
         0.013,
         0.00,
@@ -320,7 +310,6 @@ ZONES: tuple[Zone, ...] = (
     ),
     Zone(
         129,
-        "舞蹈",
         1004,
         0.009,
         0.00,

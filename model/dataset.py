@@ -16,11 +16,11 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from hotvideo.events import Event, HotListEntry, Snapshot, UpProfile
-from hotvideo.logs import get_logger
-from hotvideo.settings import HORIZONS
+from core.events import Event, HotListEntry, Snapshot, UpProfile
+from core.logs import get_logger
+from core.reference import HORIZONS, MAX_HORIZON_S
 from model.features import FEATURE_NAMES, feature_vector
-from model.history import MAX_HORIZON_S, UpHistory, VideoHistory
+from model.history import UpHistory, VideoHistory
 from model.labels import Label, VideoRef, label_videos, matched_negatives
 
 log = get_logger(__name__)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hotvideo.events import Event
+from core.events import Event
 from model.classifiers import columns
 from model.dataset import Dataset, datasets_from, matched_mask, observe
 from model.metrics import compare
@@ -105,15 +105,15 @@ EVALUATION_INTRO = (
 )
 
 
-def evaluate_log(model_dir: Path, events_path: Path, out_dir: Path | None, *, n_boot: int = 1000) -> Path:
-    """`hotvideo evaluate`: metrics.json and a model card for an event log; returns metrics.json's path.
+def evaluate_log(
+    model_dir: Path, events: Iterable[Event], name: str, out_dir: Path | None, *, n_boot: int = 1000
+) -> Path:
+    """`hotvideo evaluate`: metrics.json and a model card for the events of a log named `name`;
+    returns metrics.json's path.
 
-    The default folder is `<model_dir>/<version>/evaluations/<log name>`, next to the training card.
+    The default folder is `<model_dir>/<version>/evaluations/<name>`, next to the training card.
     """
-    from ingest.eventlog import read_events
-
-    summary, curves = evaluate(model_dir, read_events(events_path), n_boot=n_boot)
-    name = events_path.name.split(".")[0]
+    summary, curves = evaluate(model_dir, events, n_boot=n_boot)
     out = out_dir or model_dir / summary["version"] / "evaluations" / name
     path = write_metrics(out, summary)
     write_report(out, summary, curves, EVALUATION_INTRO)

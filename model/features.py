@@ -13,9 +13,9 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hotvideo.events import EarlyMetrics, UpProfile
+from core.events import EarlyMetrics, UpProfile
+from core.reference import BEIJING_OFFSET_S, COUNT_FIELDS, MAIN_ZONES, zone_of
 
-COUNT_FIELDS = ("view", "like", "coin", "favorite", "reply", "danmaku", "share")
 Row = tuple[int, int, int, int, int, int, int, int]
 """(ts, view, like, coin, favorite, reply, danmaku, share), in COUNT_FIELDS order after ts."""
 
@@ -59,33 +59,6 @@ class VideoStatic:
     follower: int | None
 
 
-MAIN_ZONES: tuple[int, ...] = (1, 3, 4, 5, 36, 119, 129, 155, 160, 181, 188, 211, 217, 223, 234)
-"""Bilibili's main zones (分区); everything else, bangumi and films included, is `other`."""
-
-_SUB_ZONES: dict[int, tuple[int, ...]] = {
-    1: (24, 25, 47, 210, 86, 253, 27),
-    3: (28, 31, 30, 59, 193, 29, 130, 243, 244, 194),
-    4: (17, 171, 172, 65, 173, 121, 136, 19),
-    5: (71, 241, 242, 137),
-    36: (201, 124, 228, 207, 208, 209, 229, 122),
-    119: (22, 26, 126, 216, 127),
-    129: (20, 198, 199, 200, 154, 156),
-    155: (157, 252, 158, 159),
-    160: (138, 250, 251, 239, 161, 162, 21),
-    181: (182, 183, 85, 184),
-    188: (95, 230, 231, 232, 233, 189, 190, 191),
-    211: (76, 212, 213, 214, 215),
-    217: (218, 219, 220, 221, 222, 75),
-    223: (245, 246, 247, 248, 240, 227, 176),
-    234: (235, 249, 164, 236, 237, 238),
-}
-ZONE_OF_TID: dict[int, int] = {
-    **{sub: main for main, subs in _SUB_ZONES.items() for sub in subs},
-    **{main: main for main in MAIN_ZONES},
-}
-"""The video API reports the sub-zone tid (17 单机游戏), the one-hot wants its main zone (4 游戏)."""
-
-BEIJING_OFFSET_S = 8 * 3600
 MIN_ELAPSED_S = 60
 """Floor of every rate's time base, so a snapshot taken at the publication second gives no blow-up."""
 
@@ -122,11 +95,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     "up_relative_view",
 )
 _ZONE_SLOT = {zone: i for i, zone in enumerate(MAIN_ZONES)}
-
-
-def zone_of(tid: int | None) -> int | None:
-    """Main zone of a (sub-)zone tid, None when unknown or outside the main zones."""
-    return None if tid is None else ZONE_OF_TID.get(tid)
 
 
 def _visible(rows: Sequence[Row], as_of: int) -> int:

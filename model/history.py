@@ -11,11 +11,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from hotvideo.events import Snapshot, UpProfile
-from hotvideo.settings import HORIZONS
+from core.events import Snapshot, UpProfile
+from core.reference import MAX_HORIZON_S
 from model.features import Row, UpStats, VideoStatic
 
-MAX_HORIZON_S = max(HORIZONS.values())
 """Snapshots later than pubdate + the longest horizon never feed a feature: they are not kept."""
 
 AddOutcome = Literal["added", "duplicate", "beyond"]

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from model.features import zone_of
+from core.reference import zone_of
 
 DEFAULT_WINDOW_S = 24 * 3600
 """Observation window T: a video never seen hot within it counts as a negative."""

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from hotvideo.logs import get_logger
+from core.logs import get_logger
 from model.features import FEATURE_NAMES
 from model.onnx_io import make_session, predict_proba, predict_quantiles
 from model.quantiles import play_range

@@ -25,9 +25,9 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from hotvideo.events import Event
-from hotvideo.logs import get_logger
-from hotvideo.settings import HORIZONS
+from core.events import Event
+from core.logs import get_logger
+from core.reference import HORIZONS
 from model.classifiers import (
     BASELINE_PROTOTYPE,
     BASELINE_SH,
@@ -123,7 +123,7 @@ def _span(ds: Dataset) -> dict[str, Any]:
     }
 
 
-def _split(ds: Dataset, test_fraction: float, val_fraction: float) -> tuple[Dataset, Dataset, Dataset]:
+def split_by_time(ds: Dataset, test_fraction: float, val_fraction: float) -> tuple[Dataset, Dataset, Dataset]:
     """(fit, validation, test) by publication time."""
     n = len(ds)
     n_test = math.ceil(n * test_fraction)
@@ -166,7 +166,7 @@ def _train_horizon(
     n_boot: int,
 ) -> _Trained:
     """Fit, choose, calibrate, threshold, export, gate and evaluate one horizon."""
-    natural_fit, val, test = _split(ds, test_fraction, val_fraction)
+    natural_fit, val, test = split_by_time(ds, test_fraction, val_fraction)
     _check_classes(natural_fit, "training", MIN_POSITIVES)
     _check_classes(val, "validation")
     _check_classes(test, "test")

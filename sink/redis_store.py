@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 import redis
 
-from hotvideo.events import BVID_PATTERN, Horizon, Prediction
-from hotvideo.settings import HORIZONS
+from core.events import BVID_PATTERN, Prediction
+from core.reference import HORIZONS, Horizon
 
 HOTLIST_MAX_AGE_S = 48 * 3600
 """Hot-list members older than this before the newest as_of are stale: the list follows recent videos."""

@@ -1,4 +1,4 @@
-"""The SQL sink: seed 001's tables plus `hot_entry` and `prediction`, written by idempotent upserts.
+"""The SQL sink: seed 001's tables, `hot_entry`, `prediction` and `danmaku`, by idempotent upserts.
 
 One schema serves SQLite (the embedded default) and MySQL/MariaDB (production). Conventions:
 
@@ -13,6 +13,7 @@ One schema serves SQLite (the embedded default) and MySQL/MariaDB (production). 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Double,
+    Index,
     Integer,
     MetaData,
     SmallInteger,
@@ -42,8 +44,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 from sqlalchemy.sql.elements import ColumnElement, KeyedColumnElement
 
-from hotvideo.events import HotListEntry, Prediction, UpProfile
-from hotvideo.settings import HORIZONS
+from core.events import DanmakuLine, HotListEntry, Prediction, UpProfile
+from core.reference import HORIZONS
 
 _MYSQL: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 _MYSQL_BACKENDS = ("mysql", "mariadb")
@@ -138,6 +140,25 @@ prediction = Table(
     Column("snapshots_used", Integer, nullable=False),
     **_MYSQL,
 )
+
+
+danmaku = Table(
+    "danmaku",
+    metadata,
+    _bvid(),
+    Column("line_id", String(40), primary_key=True, comment="d<dmid>, else h<hash of ts and text>"),
+    Column("ts", BigInteger, nullable=False, comment="epoch s when the line was sent"),
+    Column("text", Text, nullable=False),
+    Index("ix_danmaku_ts", "ts"),
+    **_MYSQL,
+)
+"""Danmaku text for the word cloud; a line delivered twice (at-least-once) is stored once."""
+
+
+def _line_id(line: DanmakuLine) -> str:
+    if line.dmid is not None:
+        return f"d{line.dmid}"
+    return "h" + hashlib.sha1(f"{line.ts}:{line.text}".encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -329,6 +350,12 @@ class SqlStore:
         rows = [{"bvid": e.bvid, "source": e.source, "first_ts": e.ts, "best_rank": e.rank} for e in entries]
         with self.engine.begin() as conn:
             _upsert(conn, hot_entry, rows, _least)
+
+    def write_danmaku(self, lines: Sequence[DanmakuLine]) -> None:
+        """Danmaku lines; one already stored (same video and line id) is left as it is."""
+        rows = [{"bvid": d.bvid, "line_id": _line_id(d), "ts": d.ts, "text": d.text} for d in lines]
+        with self.engine.begin() as conn:
+            _upsert(conn, danmaku, rows, _fill)
 
     def write_labels(self, labels: Sequence[VideoLabel]) -> None:
         """Seed 001's labels; a recomputed label replaces the stored one."""

@@ -24,9 +24,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from hotvideo.events import HotListEntry, Prediction, UpProfile
-from hotvideo.logs import get_logger
-from hotvideo.settings import Settings
+from core.events import DanmakuLine, HotListEntry, Prediction, UpProfile
+from core.logs import get_logger
+from core.settings import Settings
 from sink.redis_store import RedisStore
 from sink.sql import SqlStore
 
@@ -85,7 +85,7 @@ class Backoff:
 
 
 class PredictionSink:
-    """Writes prediction, profile and hot-list batches to the SQL and Redis stores."""
+    """Writes prediction, profile, hot-list and danmaku batches to the SQL and Redis stores."""
 
     def __init__(
         self,
@@ -138,3 +138,8 @@ class PredictionSink:
         """Store hot-list sightings in SQL (retrying like `write`)."""
         if entries:
             self.backoff.run(lambda: self.sql.write_hot_entries(entries), "sql hot entries")
+
+    def write_danmaku(self, lines: Sequence[DanmakuLine]) -> None:
+        """Store danmaku lines in SQL (retrying like `write`)."""
+        if lines:
+            self.backoff.run(lambda: self.sql.write_danmaku(lines), "sql danmaku")

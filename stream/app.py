@@ -15,8 +15,10 @@ from typing import Any, Protocol, TypeVar
 
 import faust
 
-from hotvideo.events import (
+from broker.health import BrokerUnreachable, Tracker, report_within
+from core.events import (
     BadEvent,
+    DanmakuLine,
     DeadLetter,
     Event,
     HotListEntry,
@@ -25,9 +27,8 @@ from hotvideo.events import (
     UpProfile,
     parse_event,
 )
-from hotvideo.health import BrokerUnreachable, Tracker, report_within
-from hotvideo.logs import get_logger
-from hotvideo.settings import Settings
+from core.logs import get_logger
+from core.settings import Settings
 from model.registry import ModelBundle, load_promoted
 from sink.writer import Backoff, PredictionSink, log_retry
 from stream.checkpoint import Changelog, Checkpoint, Checkpointer, Records, StateCache
@@ -172,6 +173,7 @@ def create_app(
     predictions = app.topic(topics.prediction, key_type=bytes, value_type=bytes)
     profiles = app.topic(topics.profile, key_type=bytes, value_type=bytes)
     hotlist = app.topic(topics.hotlist, key_type=bytes, value_type=bytes)
+    danmaku = app.topic(topics.danmaku, key_type=bytes, value_type=bytes)
     deadletter = app.topic(topics.deadletter, key_type=bytes, value_type=bytes)
     headers = app.Table("video_state", default=None, key_type=bytes, partitions=settings.partitions)
     rows = app.Table("video_rows", default=None, key_type=bytes, partitions=settings.partitions)
@@ -380,5 +382,10 @@ def create_app(
             """The collected hot-list set (seed 001's positives) into `hot_entry`; the scoring loop
             already dead-letters malformed sightings."""
             await store(stream, HotListEntry, lambda batch: get_sink().write_hot_entries(batch), False)
+
+        @app.agent(danmaku, name="sink-danmaku")
+        async def sink_danmaku(stream: Any) -> None:
+            """Danmaku lines into `danmaku` (the word cloud's text)."""
+            await store(stream, DanmakuLine, lambda batch: get_sink().write_danmaku(batch))
 
     return app

@@ -13,12 +13,10 @@ from collections.abc import Callable, Collection, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hotvideo.events import HotListEntry, Snapshot
-from hotvideo.settings import HORIZONS
+from core.events import HotListEntry, Snapshot
+from core.reference import HORIZONS, MAX_HORIZON_S
 from model.features import Row, VideoStatic
-from model.history import MAX_HORIZON_S, VideoHistory, row_of
-
-HORIZON_ORDER: tuple[str, ...] = tuple(sorted(HORIZONS, key=HORIZONS.__getitem__))
+from model.history import VideoHistory, row_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +83,7 @@ class VideoState:
         return self.history.pubdate + HORIZONS[horizon]
 
     def unfired(self) -> list[str]:
-        return [h for h in HORIZON_ORDER if h not in self.fired]
+        return [h for h in HORIZONS if h not in self.fired]
 
 
 def watermark_key(partition: int) -> bytes:

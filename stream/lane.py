@@ -35,7 +35,7 @@ from faust.types import TP
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
-from hotvideo.logs import get_logger
+from core.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import faust
 
-from hotvideo.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 from stream.app import Progress
 
 

@@ -27,8 +27,8 @@ from collections import Counter
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from hotvideo.events import BadEvent, UpProfile, parse_event
-from hotvideo.logs import get_logger
+from core.events import BadEvent, UpProfile, parse_event
+from core.logs import get_logger
 from model.features import UpStats
 from model.history import UpHistory
 

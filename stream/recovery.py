@@ -20,8 +20,8 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
-from hotvideo.kafka_admin import Record, read_from
-from hotvideo.logs import get_logger
+from broker.admin import Record, read_from
+from core.logs import get_logger
 from stream.checkpoint import Checkpointer
 
 log = get_logger(__name__)

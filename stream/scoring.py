@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from hotvideo.events import Prediction, VideoInfo
+from core.events import Prediction, VideoInfo
 from model.features import early_metrics, feature_vector
 from model.history import ProfileLookup
 from model.registry import ModelBundle

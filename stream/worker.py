@@ -1,4 +1,4 @@
-"""Run the Faust worker against the configured (or embedded) services."""
+"""Run the Faust worker against the services the settings name (the caller resolves them)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import sys
 
 import faust
 
-from hotvideo.embedded import services
-from hotvideo.kafka_admin import ensure_topics
-from hotvideo.logs import get_logger
-from hotvideo.settings import Settings
+from broker.admin import ensure_topics
+from core.logs import get_logger
+from core.settings import Settings
 from stream.app import create_app
 
 log = get_logger(__name__)
@@ -34,13 +33,12 @@ frees it as before; only cyclic garbage waits longer.
 """
 
 
-def run_worker(settings: Settings) -> None:
-    """Start the worker and block until it is stopped (SIGINT/SIGTERM)."""
+def run_worker(settings: Settings, bootstrap: str) -> None:
+    """Start the worker on the broker at `bootstrap` and block until it is stopped (SIGINT/SIGTERM)."""
     sys.setswitchinterval(GIL_SWITCH_S)
     gc.set_threshold(*GC_THRESHOLDS)
-    with services(settings) as svc:
-        ensure_topics(svc.kafka_bootstrap, settings.topics, settings.partitions)
-        app = create_app(svc.apply(settings), svc.kafka_bootstrap)
-        log.info("worker starting", broker=svc.kafka_bootstrap, app_id=settings.worker_id)
-        worker = faust.Worker(app, loglevel=settings.log_level)
-        worker.execute_from_commandline()
+    ensure_topics(bootstrap, settings.topics, settings.partitions)
+    app = create_app(settings, bootstrap)
+    log.info("worker starting", broker=bootstrap, app_id=settings.worker_id)
+    worker = faust.Worker(app, loglevel=settings.log_level)
+    worker.execute_from_commandline()

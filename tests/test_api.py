@@ -21,10 +21,10 @@ from api.app import create_app
 from api.sample_danmaku import fill_sample_danmaku
 from api.service import Platform
 from api.words import STOP_WORDS
-from hotvideo.events import Event, Prediction, Snapshot, UpProfile
+from core.events import Event, Prediction, Snapshot, UpProfile
 from ingest.world import generate
-from tests.api_support import REPLAY_WORLD, make_platform, platform_model_dir, replay
-from tests.conftest import make_prediction
+from tests.harness.api_support import REPLAY_WORLD, make_platform, platform_model_dir, replay
+from tests.harness.predictions import make_prediction
 
 SNAPSHOT_FIELDS = ("ts", "view", "like", "coin", "favorite", "reply", "danmaku", "share")
 PROFILE_FIELDS = (
@@ -63,7 +63,7 @@ def replayed(
 ) -> Iterator[tuple[TestClient, list[Prediction]]]:
     platform = make_platform(sql_url, redis_client, model_dir)
     predictions = replay(world, platform)
-    fill_sample_danmaku(platform.sql.engine)
+    fill_sample_danmaku(platform.sql)
     with TestClient(create_app(platform)) as client:
         yield client, predictions
     platform.sql.close()

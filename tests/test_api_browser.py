@@ -21,10 +21,11 @@ from redis.retry import Retry
 from api.app import create_app
 from api.sample_danmaku import fill_sample_danmaku
 from api.service import Platform
-from hotvideo.embedded import free_port
+from core.servers import free_port
 from ingest.world import generate
-from tests.api_support import REPLAY_WORLD, make_platform, platform_model_dir, replay
-from tests.conftest import make_prediction, unavailable
+from tests.harness.api_support import REPLAY_WORLD, make_platform, platform_model_dir, replay
+from tests.harness.predictions import make_prediction
+from tests.harness.servers import unavailable
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -50,7 +51,7 @@ def served(
     models = platform_model_dir(trained_model_dir, folder / "models")
     platform = make_platform(f"sqlite:///{folder / 'hotvideo.db'}", client, models)
     replay(generate(REPLAY_WORLD), platform)
-    fill_sample_danmaku(platform.sql.engine)
+    fill_sample_danmaku(platform.sql)
     port = free_port()
     config = uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)

@@ -2,7 +2,7 @@
 
 The restarted broker is Tansu with durable storage (`S3Storage`, here on the file-backed S3 server
 of tests/s3_server.py), stopped with SIGTERM and started again on the same port, so its topics,
-committed offsets and changelogs come back. A publisher (`ingest.publish`, the path replays and
+committed offsets and changelogs come back. A publisher (`broker.produce`, the path replays and
 collectors use) sends the world slowly enough that the restart falls in the middle of it and keeps
 its producer across the restart. A reference worker on the session's in-memory broker gets the
 same world at the same pace, undisturbed: the two must give the same predictions, each once.
@@ -19,15 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from hotvideo.embedded import EmbeddedBroker, S3Storage, free_port
-from hotvideo.kafka_admin import committed_offsets, end_offsets, ensure_topics, read_all
-from hotvideo.settings import Topics
+from broker.admin import committed_offsets, end_offsets, ensure_topics, read_all
+from broker.embedded import EmbeddedBroker, S3Storage
+from broker.produce import publish
+from core.servers import free_port
+from core.settings import Topics
 from ingest.eventlog import read_log, write_log
-from ingest.publish import publish
 from ingest.world import WorldConfig, generate
 from sink.sql import SqlStore
-from tests.cluster import Cluster, wait_for
-from tests.s3_server import S3Server
+from tests.harness.cluster import Cluster, wait_for
+from tests.harness.s3_server import S3Server
 
 pytestmark = pytest.mark.slow
 

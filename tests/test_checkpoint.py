@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from stream.checkpoint import Checkpoint, Checkpointer, StateCache
-from tests.factories import BVID, T0, hot, snap
+from tests.harness.factories import BVID, T0, hot, snap
 
 OTHER = "BV1ab4y1c7De"
 

@@ -11,18 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
 
-from hotvideo.embedded import EmbeddedBroker
-from hotvideo.events import HotListEntry, Snapshot, UpProfile
-from hotvideo.kafka_admin import ensure_topics, read_all
-from hotvideo.settings import CollectSettings, Settings, Topics
+from broker.admin import ensure_topics, read_all
+from broker.embedded import EmbeddedBroker
+from core.events import DanmakuLine, HotListEntry, Snapshot, UpProfile
+from core.settings import Settings, Topics
 from ingest.collect.client import BiliClient, GaveUp, Gone, RawArchive
 from ingest.collect.collectors import Collector, replay_raw
-from sink.danmaku import DanmakuStore
-from tests.fake_bilibili import BIG_MID, FakeBilibili
+from tests.harness.fake_bilibili import BIG_MID, RATE, FakeBilibili, collect_settings
 
-RATE = 20.0
 VIEW = "/x/web-interface/view"
 
 
@@ -32,18 +29,6 @@ def fake() -> Iterator[FakeBilibili]:
     yield server
     server.stop()
     assert not server.violations, server.violations  # UA, buvid and signatures were right throughout
-
-
-def collect_settings(fake: FakeBilibili, **changes: object) -> CollectSettings:
-    """Fast cadences for tests: dense every 1.5 s up to age 600 s, sparse every 3 s up to T = 2 h."""
-    values: dict[str, object] = {
-        "base_url": fake.base_url, "rate": RATE, "burst": 2, "timeout_s": 5, "max_retries": 4,
-        "backoff_base_s": 0.02, "backoff_max_s": 0.2, "zones": list(fake.zones), "discover_interval_s": 4,
-        "discover_page_size": 5, "discover_max_age_s": 3600, "dense_interval_s": 1.5, "dense_window_s": 600,
-        "sparse_interval_s": 3, "track_window_s": 7200, "hotlist_interval_s": 60, "weekly_interval_s": 60,
-        "precious_interval_s": 60, "profile_interval_s": 60, "danmaku_interval_s": 60,
-    }  # fmt: skip
-    return CollectSettings(**(values | changes))
 
 
 def per_second(times: list[float]) -> int:
@@ -194,10 +179,15 @@ def test_collect_end_to_end(
     owners = {v.mid for v in fake.young if v.mid != BIG_MID}
     assert owners <= {p.mid for p in profiles}
     assert fake.calls("/x/relation/stat")
-    # danmaku in the API's table (one fetch per pool here), raw pages replayable into the same labels
-    lines = DanmakuStore(create_engine(settings.sqlite_url)).texts(10_000)
+    # danmaku on its topic (one fetch per pool here, each line with its id), raw pages replayable
+    lines = [
+        DanmakuLine.model_validate_json(r.value or b"")
+        for r in read_all(embedded_broker.bootstrap, topics.danmaku)
+    ]
     fetched = {r.params["oid"] for r in fake.calls("/x/v1/dm/list.so") if r.code == 200}
-    assert fetched and len(lines) == 6 * len(fetched) and "弹幕0 好耶" in lines
+    assert fetched and len(lines) == 6 * len(fetched) and "弹幕0 好耶" in {d.text for d in lines}
+    with_id = [(d.bvid, d.dmid) for d in lines if d.dmid is not None]
+    assert len(set(with_id)) == len(with_id) == 5 * len(fetched)  # the odd line has no usable id
     replayed = [e for e in replay_raw(tmp_path / "collect" / "raw") if isinstance(e, HotListEntry)]
     assert sorted(e.to_json() for e in replayed) == sorted(e.to_json() for e in hot)
     # the global rate limit held through all of it

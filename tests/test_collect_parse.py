@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hotvideo.events import HotListEntry, Snapshot
+from core.events import HotListEntry, Snapshot
 from ingest.collect import parse, wbi
 
 CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "data" / "bili-popular"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hotvideo.settings import CollectSettings, Settings, Topics
+from core.settings import CollectSettings, Settings, Topics
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_SERVICES = ("worker", "collector", "api")

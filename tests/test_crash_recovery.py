@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from broker.admin import committed_offsets
+from broker.embedded import EmbeddedBroker
+from core.events import Prediction
 from hotvideo.demo import digest_lines
-from hotvideo.embedded import EmbeddedBroker
-from hotvideo.events import Prediction
-from hotvideo.kafka_admin import committed_offsets
 from ingest.eventlog import read_log, write_log
 from ingest.world import WorldConfig, generate
 from sink.sql import SqlStore
-from tests.cluster import Cluster, wait_for
+from tests.harness.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -12,16 +12,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import UnknownTopicOrPartitionError
 from kafka.structs import OffsetAndMetadata
 
-from hotvideo.embedded import (
-    EmbeddedBroker,
-    EmbeddedRedis,
-    EmbeddedServiceError,
-    S3Storage,
-    free_port,
-    port_open,
-    services,
-)
-from hotvideo.kafka_admin import (
+from broker.admin import (
     committed_offsets,
     consumer_lag,
     end_offsets,
@@ -29,8 +20,11 @@ from hotvideo.kafka_admin import (
     read_all,
     wait_until_caught_up,
 )
-from hotvideo.settings import Settings, Topics
-from tests.s3_server import S3Server
+from broker.embedded import EmbeddedBroker, S3Storage
+from core.servers import EmbeddedServiceError, free_port, port_open
+from core.settings import Settings, Topics
+from hotvideo.embedded import EmbeddedRedis, services
+from tests.harness.s3_server import S3Server
 
 PARTITIONS = 3
 

@@ -16,10 +16,10 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 
-from hotvideo.events import DeadLetter, Event, Snapshot
-from hotvideo.settings import Topics
+from broker.produce import event_time_ms, publish, publish_raw
+from core.events import DeadLetter, Event, Snapshot
+from core.settings import Topics
 from ingest.eventlog import EventLogError, read_events, read_log, write_log
-from ingest.publish import event_time_ms, publish, publish_raw
 from ingest.world import WorldConfig, generate
 
 PARTITIONS = 4

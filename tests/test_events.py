@@ -10,10 +10,11 @@ from typing import Any
 import jsonschema
 import pytest
 
-from hotvideo.events import (
+from core.events import (
     BVID_PATTERN,
     EVENT_TYPES,
     BadEvent,
+    DanmakuLine,
     DeadLetter,
     Event,
     HotListEntry,
@@ -22,7 +23,7 @@ from hotvideo.events import (
     UpProfile,
     parse_event,
 )
-from hotvideo.schemas import SCHEMA_DIR, file_name, render
+from core.schemas import SCHEMA_DIR, file_name, render
 
 TS = 1_793_000_000
 GOOD: dict[type[Event], dict[str, Any]] = {
@@ -45,6 +46,7 @@ GOOD: dict[type[Event], dict[str, Any]] = {
     },
     UpProfile: {"mid": 341532844, "ts": TS, "follower": 52000, "archive_count": 140, "total_view": 9_100_000},
     HotListEntry: {"bvid": "BV1xx4y1a7Aa", "ts": TS, "source": "popular", "rank": 12},
+    DanmakuLine: {"bvid": "BV1xx4y1a7Aa", "ts": TS, "text": "前方高能", "dmid": 1_491_000_000_000_000_000},
     Prediction: {
         "bvid": "BV1xx4y1a7Aa",
         "horizon": "1h",
@@ -75,6 +77,9 @@ BAD: list[tuple[type[Event], dict[str, Any], str]] = [
     (UpProfile, {"mid": 10**17}, "mid"),
     (HotListEntry, {"source": "weibo"}, "source"),
     (HotListEntry, {"rank": 0}, "rank"),
+    (DanmakuLine, {"text": ""}, "text"),
+    (DanmakuLine, {"text": "x" * 1001}, "text"),
+    (DanmakuLine, {"dmid": 0}, "dmid"),
     (Prediction, {"horizon": "2h"}, "horizon"),
     (Prediction, {"prob": 1.5}, "prob"),
     (Prediction, {"status": "maybe"}, "status"),

@@ -10,16 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from model.features import (
-    FEATURE_NAMES,
-    MAIN_ZONES,
-    Row,
-    UpStats,
-    VideoStatic,
-    early_metrics,
-    feature_vector,
-    zone_of,
-)
+from core.reference import MAIN_ZONES, zone_of
+from model.features import FEATURE_NAMES, Row, UpStats, VideoStatic, early_metrics, feature_vector
 
 PUB = 1_704_110_400
 """2024-01-01 12:00 UTC = Monday 20:00 in Beijing."""

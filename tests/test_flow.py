@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from core.reference import HORIZONS
+from core.settings import Settings
 from hotvideo.demo import DemoOptions, run_demo
-from hotvideo.settings import HORIZONS, Settings
 
 pytestmark = pytest.mark.slow
 

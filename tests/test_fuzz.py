@@ -11,12 +11,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hotvideo.events import EARLIEST_TS, LATEST_TS, MAX_COUNT, Snapshot
-from tests.factories import T0
-from tests.stream_harness import SNAPSHOT_TOPIC, open_harness
+from core.events import EARLIEST_TS, LATEST_TS, MAX_COUNT, Snapshot
+from core.reference import COUNT_FIELDS
+from tests.harness.factories import T0
+from tests.harness.stream_harness import SNAPSHOT_TOPIC, open_harness
 
 ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-COUNTS = ("view", "like", "coin", "favorite", "reply", "danmaku", "share")
 
 bvids = st.text(ALPHABET, min_size=10, max_size=10).map(lambda s: "BV" + s)
 counts = st.integers(min_value=0, max_value=10**9)
@@ -29,7 +29,7 @@ def valid_snapshots(draw: st.DrawFn) -> Snapshot:
         bvid=draw(bvids),
         pubdate=pubdate,
         ts=pubdate + draw(st.integers(min_value=0, max_value=8 * 3600)),
-        **{f: draw(counts) for f in COUNTS},
+        **{f: draw(counts) for f in COUNT_FIELDS},
         tid=draw(st.none() | st.integers(min_value=0, max_value=300)),
         title=draw(st.none() | st.text(max_size=40)),
         follower=draw(st.none() | counts),
@@ -59,12 +59,14 @@ def bad_messages(draw: st.DrawFn) -> tuple[bytes, bytes]:
         bad = draw(st.text(max_size=20).filter(lambda s: not (len(s) == 12 and s.startswith("BV"))))
         return mutate(snap, "bvid", bad), key
     if kind == 4:  # negative count
-        return mutate(snap, draw(st.sampled_from(COUNTS)), draw(st.integers(max_value=-1))), key
+        return mutate(snap, draw(st.sampled_from(COUNT_FIELDS)), draw(st.integers(max_value=-1))), key
     if kind == 5:  # huge count
-        return mutate(snap, draw(st.sampled_from(COUNTS)), draw(st.integers(min_value=MAX_COUNT + 1))), key
+        return mutate(
+            snap, draw(st.sampled_from(COUNT_FIELDS)), draw(st.integers(min_value=MAX_COUNT + 1))
+        ), key
     if kind == 6:  # wrong type
         wrong = draw(st.sampled_from(["12", 1.5, None, [], {}, True]))
-        return mutate(snap, draw(st.sampled_from((*COUNTS, "ts", "pubdate"))), wrong), key
+        return mutate(snap, draw(st.sampled_from((*COUNT_FIELDS, "ts", "pubdate"))), wrong), key
     if kind == 7:  # timestamps far in the past or the future
         ts = draw(st.integers(max_value=EARLIEST_TS - 1) | st.integers(min_value=LATEST_TS + 1))
         return mutate(snap, draw(st.sampled_from(("ts", "pubdate"))), ts), key
@@ -74,7 +76,7 @@ def bad_messages(draw: st.DrawFn) -> tuple[bytes, bytes]:
         return mutate(snap, "title", "长" * draw(st.integers(min_value=513, max_value=20_000))), key
     if kind == 10:  # a required field missing
         body = json.loads(raw)
-        del body[draw(st.sampled_from(("bvid", "ts", "pubdate", *COUNTS)))]
+        del body[draw(st.sampled_from(("bvid", "ts", "pubdate", *COUNT_FIELDS)))]
         return json.dumps(body).encode(), key
     return raw, b"BV1" + b"1" * 9  # a valid body under another video's key
 

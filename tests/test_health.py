@@ -17,10 +17,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from hotvideo.embedded import EmbeddedBroker
-from hotvideo.health import BrokerUnreachable, Tracker, _servers, report_within
-from hotvideo.kafka_admin import ensure_topics
-from hotvideo.settings import Topics
+from broker.admin import ensure_topics
+from broker.embedded import EmbeddedBroker
+from broker.health import BrokerUnreachable, Tracker, _servers, report_within
+from core.settings import Topics
 
 
 def health(bootstrap: str, *args: str, topics: Topics | None = None) -> tuple[int, str, str, float]:

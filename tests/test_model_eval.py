@@ -14,8 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from hotvideo.events import Event, HotListEntry, Snapshot, UpProfile
-from ingest.eventlog import write_log
+from core.events import Event, HotListEntry, Snapshot, UpProfile
 from ingest.world import WorldConfig, generate
 from model.classifiers import CANDIDATES, calibrate, check_parity, export_onnx
 from model.dataset import build_datasets, datasets_from, matched_mask, observe
@@ -33,12 +32,12 @@ from model.quantiles import (
     range_bounds,
 )
 from model.registry import load_promoted
-from model.sqldata import read_datasets, write_labels
 from model.train import best_f1_threshold
+from sink.datasets import read_datasets, write_labels
 from sink.sql import SqlStore
 from stream.checkpoint import Checkpointer, Records, StateCache
 from stream.scoring import Scorer
-from tests.factories import T0, hot, snap
+from tests.harness.factories import T0, hot, snap
 
 HOUR = 3600
 
@@ -270,9 +269,7 @@ def test_labels_and_datasets_through_sql(
 def test_evaluate_writes_the_training_metrics(
     world: list[Event], trained_model_dir: Path, tmp_path: Path
 ) -> None:
-    log_path = tmp_path / "new.jsonl"
-    write_log(log_path, world)
-    path = evaluate_log(trained_model_dir, log_path, tmp_path / "eval", n_boot=20)
+    path = evaluate_log(trained_model_dir, world, "new", tmp_path / "eval", n_boot=20)
     summary = json.loads(path.read_text())
     assert summary["version"] == (trained_model_dir / "PROMOTED").read_text().strip()
     for metrics in summary["horizons"].values():

@@ -20,15 +20,15 @@ import pytest
 import redis
 from sqlalchemy import create_engine, make_url
 
-from hotvideo.embedded import EmbeddedBroker
-from hotvideo.events import Prediction, parse_event
-from hotvideo.health import Tracker, report
-from hotvideo.kafka_admin import committed_offsets, end_offsets, read_all
+from broker.admin import committed_offsets, end_offsets, read_all
+from broker.embedded import EmbeddedBroker
+from broker.health import Tracker, report
+from core.events import Prediction, parse_event
 from ingest.eventlog import read_log, write_log
 from ingest.world import WorldConfig, generate
 from sink.sql import SqlStore
-from tests.cluster import Cluster, wait_for
-from tests.conftest import REDIS_DB, REDIS_HOST, REDIS_PORT, TcpProxy
+from tests.harness.cluster import Cluster, wait_for
+from tests.harness.servers import REDIS_DB, REDIS_HOST, REDIS_PORT, TcpProxy
 
 pytestmark = pytest.mark.slow
 

@@ -13,10 +13,10 @@ from aiokafka import TopicPartition
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
-from hotvideo.embedded import EmbeddedBroker
-from hotvideo.events import UpProfile
+from broker.embedded import EmbeddedBroker
+from core.events import UpProfile
 from stream.profiles import ProfileReader
-from tests.factories import T0
+from tests.harness.factories import T0
 
 TOPIC = "test.profiles.reader"
 PARTITIONS = 3

@@ -25,21 +25,21 @@ from sqlalchemy import (
     insert,
 )
 
+from broker.admin import ensure_topics
+from core.events import Event, HotListEntry, Snapshot, UpProfile, parse_event
+from core.reference import BEIJING
+from core.settings import Settings, Topics
 from hotvideo.demo import start_worker, stop_worker, summarize, wait_for_worker
 from hotvideo.embedded import services
-from hotvideo.events import Event, HotListEntry, Snapshot, UpProfile, parse_event
-from hotvideo.kafka_admin import ensure_topics
-from hotvideo.settings import Settings, Topics
 from ingest import replay as replay_module
 from ingest.collect import collectors
 from ingest.collect.client import RawArchive, RawPage
 from ingest.collect.collectors import Collector
 from ingest.eventlog import MODELS, Record, write_log, write_records
-from ingest.replay import BEIJING, in_range, paced, records_of, replay, sql_tables
+from ingest.replay import in_range, paced, records_of, replay, sql_tables
 from ingest.world import WorldConfig, generate
 from sink.sql import metadata as sink_metadata
-from tests.fake_bilibili import FakeBilibili
-from tests.test_collect import collect_settings
+from tests.harness.fake_bilibili import FakeBilibili, collect_settings
 
 REAL = Path("/work/shared/data/bili-popular")
 

@@ -14,22 +14,13 @@ import pytest
 import redis
 from sqlalchemy import make_url
 
-from hotvideo.events import Prediction, parse_event
-from hotvideo.settings import Settings
+from core.events import Prediction, parse_event
+from core.settings import Settings
 from sink.redis_store import RedisStore
 from sink.sql import SqlStore
 from sink.writer import Backoff, PredictionSink, is_transient
-from tests.conftest import (
-    ALL_HORIZONS,
-    REDIS_DB,
-    REDIS_HOST,
-    REDIS_PORT,
-    T0,
-    TcpProxy,
-    bvid,
-    make_prediction,
-    redis_client_at,
-)
+from tests.harness.predictions import ALL_HORIZONS, T0, bvid, make_prediction
+from tests.harness.servers import REDIS_DB, REDIS_HOST, REDIS_PORT, TcpProxy, redis_client_at
 
 PREFIX = "t:"
 

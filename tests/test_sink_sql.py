@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from hotvideo.events import HotListEntry, UpProfile
+from core.events import DanmakuLine, HotListEntry, UpProfile
 from sink.sql import SqlStore, VideoLabel, metadata
-from tests.conftest import ALL_HORIZONS, T0, bvid, make_prediction
+from tests.harness.predictions import ALL_HORIZONS, T0, bvid, make_prediction
 
 
 @pytest.fixture
@@ -114,8 +114,12 @@ def test_hostile_text_round_trips_verbatim(store: SqlStore, text: str) -> None:
     store.write_predictions([pred, make_prediction(4)])
     store.write_profiles([profile(42, T0, 100, text), profile(43, T0, 100, "老番茄🍅")])
     store.write_hot_entries([HotListEntry(bvid=bvid(3), ts=T0, source="popular", rank=1)])
+    store.write_danmaku(
+        [DanmakuLine(bvid=bvid(3), ts=T0, text=text), DanmakuLine(bvid=bvid(3), ts=T0, text="好")]
+    )
     tables = dump(store)
     assert {name: len(rows) for name, rows in tables.items()} == {
+        "danmaku": 2,
         "video": 2,
         "video_early_metrics": 2,
         "up_profile": 2,
@@ -127,6 +131,7 @@ def test_hostile_text_round_trips_verbatim(store: SqlStore, text: str) -> None:
     assert (video["title"], video["category_name"], video["tags"]) == (text, text, f"{text},游戏")
     assert (tables["prediction"][0]["level"], tables["prediction"][0]["play_range"]) == ("高热", "100w+")
     assert [p["name"] for p in tables["up_profile"]] == [text, "老番茄🍅"]
+    assert {d["text"] for d in tables["danmaku"]} == {text, "好"}
     assert [r["bvid"] for r in store.prediction_rows_for(bvid(3))] == [bvid(3)]
 
 
@@ -184,6 +189,18 @@ def test_labels_upsert(store: SqlStore) -> None:
             "covered_until": datetime(2023, 11, 21, 22, 13, 20),
         }
     ]
+
+
+def test_danmaku_delivered_twice_is_stored_once(store: SqlStore) -> None:
+    lines = [
+        DanmakuLine(bvid=bvid(6), ts=T0, text="好耶", dmid=7),
+        DanmakuLine(bvid=bvid(6), ts=T0 + 1, text="好耶", dmid=8),  # same text, another line
+        DanmakuLine(bvid=bvid(6), ts=T0 + 2, text="无编号"),  # no id: keyed by time and text
+    ]
+    store.write_danmaku(lines)
+    store.write_danmaku(lines)
+    stored = sorted((d["ts"], d["text"]) for d in dump(store)["danmaku"])
+    assert stored == [(T0, "好耶"), (T0 + 1, "好耶"), (T0 + 2, "无编号")]
 
 
 def test_prediction_readers(store: SqlStore) -> None:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from hotvideo.events import UpProfile
-from hotvideo.settings import Settings
+from core.events import UpProfile
+from core.settings import Settings
 from model.registry import load_promoted
 from stream.app import create_app
-from tests.factories import BVID, T0, hot, snap
-from tests.stream_harness import HOTLIST_TOPIC, SNAPSHOT_TOPIC, Harness, open_harness
+from tests.harness.factories import BVID, T0, hot, snap
+from tests.harness.stream_harness import HOTLIST_TOPIC, SNAPSHOT_TOPIC, Harness, open_harness
 
 
 @pytest.fixture

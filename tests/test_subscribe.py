@@ -10,11 +10,11 @@ import typer
 from kafka import KafkaProducer
 from typer.testing import CliRunner
 
+from broker.embedded import EmbeddedBroker
+from core.events import Prediction
 from hotvideo.cli import app
-from hotvideo.embedded import EmbeddedBroker
-from hotvideo.events import Prediction
 from hotvideo.subscribe import follow
-from tests.factories import BVID, T0
+from tests.harness.factories import BVID, T0
 
 OTHER = "BV1ab4y1c7De"
 
@@ -74,7 +74,7 @@ def test_cli_subscribe_end_to_end(
 ) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP", embedded_broker.bootstrap)
     monkeypatch.setenv("TOPIC_PREDICTION", prediction_topic)
-    from hotvideo.settings import get_settings
+    from core.settings import get_settings
 
     get_settings.cache_clear()
     try:

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from hotvideo.events import Event, HotListEntry, UpProfile
+from core.events import Event, HotListEntry, UpProfile
+from core.reference import MAIN_ZONES
 from model.classifiers import ExportParityError, check_parity, export_onnx, snap_thresholds_to_float32
 from model.dataset import Dataset, build_datasets
-from model.features import FEATURE_NAMES, MAIN_ZONES, VideoStatic, feature_vector
+from model.features import FEATURE_NAMES, VideoStatic, feature_vector
 from model.registry import ModelRegistryError, load_promoted, promote
 from model.train import TrainingError, best_f1_threshold, train
-from tests.factories import T0, hot, snap
+from tests.harness.factories import T0, hot, snap
 
 DAY = 86_400
 BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"

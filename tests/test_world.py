@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hotvideo.events import BadEvent, Event, HotListEntry, Snapshot, UpProfile, parse_event
+from core.events import BadEvent, Event, HotListEntry, Snapshot, UpProfile, parse_event
+from core.reference import BEIJING, COUNT_FIELDS, ZONE_OF_TID
 from ingest.calibrate import KS_LIMIT, TV_LIMIT, distances, load_real, simulated
 from ingest.eventlog import write_log
 from ingest.world import (
-    BEIJING,
     DEFAULT_START_TS,
     LATE_DELAY_S,
     RATE_MEDIANS,
@@ -29,12 +29,10 @@ from ingest.world import (
     _hour_counts,
     generate,
 )
-from model.features import ZONE_OF_TID
 
 REAL = Path("/work/shared/data/bili-popular")
 SMALL = WorldConfig(videos=300, sim_hours=30, seed=3)
 BIG = WorldConfig(videos=6000, sim_hours=48, seed=11)
-COUNTS = ("view", "like", "coin", "favorite", "reply", "danmaku", "share")
 STATIC = ("pubdate", "mid", "tid", "tname", "tid_v2", "duration", "title", "tags", "follower")
 
 
@@ -93,7 +91,7 @@ def test_every_event_validates_against_its_model(small: list[Event]) -> None:
 
 def test_counts_monotone_and_static_fields_fixed(big: list[Event]) -> None:
     for snaps in by_video(big).values():
-        for field in COUNTS:
+        for field in COUNT_FIELDS:
             values = [getattr(s, field) for s in snaps]
             assert values == sorted(values), field
         for field in STATIC:
@@ -163,7 +161,7 @@ def test_hot_entries_follow_the_refresh_rule(big: list[Event]) -> None:
 def test_engagement_rates_in_realistic_ranges(big: list[Event]) -> None:
     first = first_entries(big)
     last = {b: s[-1] for b, s in by_video(big).items() if s[-1].view >= 1000}
-    rate = {f: np.median([getattr(s, f) / s.view for s in last.values()]) for f in COUNTS[1:]}
+    rate = {f: np.median([getattr(s, f) / s.view for s in last.values()]) for f in COUNT_FIELDS[1:]}
     assert 0.02 < rate["like"] < 0.07  # likes a few percent (docs: median 3.8 %)
     assert rate["coin"] < rate["like"] / 4 and rate["favorite"] < rate["like"] / 4
     assert all(0.0003 < rate[f] < 0.005 for f in ("reply", "danmaku", "share"))

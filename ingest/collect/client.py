@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
-from hotvideo.logs import get_logger
-from hotvideo.settings import CollectSettings
+from core.logs import get_logger
+from core.settings import CollectSettings
 from ingest.collect import wbi
 
 log = get_logger(__name__)

@@ -18,16 +18,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hotvideo.events import Event, HotListEntry, Snapshot
-from hotvideo.kafka_admin import ensure_topics
-from hotvideo.logs import get_logger
-from hotvideo.settings import Settings, Topics
+from broker.admin import ensure_topics
+from broker.produce import publish
+from core.events import DanmakuLine, Event, HotListEntry, Snapshot
+from core.logs import get_logger
+from core.settings import Settings, Topics
 from ingest.collect import parse
 from ingest.collect.client import BiliClient, BiliError, Gone, RawArchive, iter_raw
 from ingest.collect.state import State
-from ingest.publish import publish
-from sink.danmaku import DanmakuLine, DanmakuStore
-from sink.sql import SqlStore
 
 log = get_logger(__name__)
 
@@ -62,8 +60,6 @@ class Collector:
         self.state = State(self.root / "state.sqlite3", self.cfg)
         archive = RawArchive(self.root / "raw") if self.cfg.save_raw else None
         self.client = BiliClient(self.cfg, archive, sleep=self._sleep, clock=clock)
-        self.sql = SqlStore(settings.database_url or settings.sqlite_url)
-        self.danmaku_store = DanmakuStore(self.sql.engine)
         self.published: dict[str, int] = {}
         self.jobs: list[tuple[str, float, Callable[[], list[Event]]]] = [
             ("hotlist", self.cfg.hotlist_interval_s, self.hotlists),
@@ -82,7 +78,6 @@ class Collector:
     def close(self) -> None:
         self.client.close()
         self.state.close()
-        self.sql.close()
 
     def run(self, seconds: float | None = None) -> None:
         """Run every job when it is due until `stop()` (or for `seconds`)."""
@@ -315,8 +310,9 @@ class Collector:
     # danmaku
 
     def danmaku(self) -> list[Event]:
-        """Danmaku XML of hot-list and tracked videos into the `danmaku` table (sink/danmaku.py) that
-        the API's word cloud reads; a refetch adds only lines sent after the newest one stored."""
+        """Danmaku XML of hot-list and tracked videos onto `bili.danmaku` (the worker's sink stores
+        them for the API's word cloud); a refetch publishes only lines sent after the newest one."""
+        lines: list[Event] = []
         for cid, bvid, last_sent in self.state.due_danmaku(self.clock(), BATCH):
             if self.stop_event.is_set():
                 break
@@ -327,9 +323,13 @@ class Collector:
                 break
             now = self.clock()
             new = [d for d in parse.danmaku(xml) if d.sent > last_sent or not d.sent]
-            self.danmaku_store.write([DanmakuLine(bvid, d.sent or int(now), d.text) for d in new if d.text])
+            lines += [
+                DanmakuLine(bvid=bvid, ts=d.sent or int(now), text=d.text[:1000], dmid=d.dmid)
+                for d in new
+                if d.text
+            ]
             self.state.danmaku_done(cid, now, max([last_sent, *(d.sent for d in new)]))
-        return []
+        return lines
 
 
 def replay_raw(root: Path) -> list[Event]:

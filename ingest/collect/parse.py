@@ -17,12 +17,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hotvideo.events import Event, HotListEntry, HotSource, Snapshot, UpProfile
-from hotvideo.logs import get_logger
+from core.events import Event, HotListEntry, HotSource, Snapshot, UpProfile
+from core.logs import get_logger
+from core.reference import COUNT_FIELDS
 
 log = get_logger(__name__)
 
-COUNTS = ("view", "like", "coin", "favorite", "reply", "danmaku", "share")
 RENAMED: dict[str, tuple[str, ...]] = {
     "view": ("vv", "play"),
     "favorite": ("favorites", "collect"),
@@ -117,7 +117,7 @@ def snapshot(item: Mapping[str, Any], ts: int, endpoint: str, warn: FieldWarning
     if not isinstance(bvid, str) or pubdate is None:
         warn(endpoint, "bvid" if not isinstance(bvid, str) else "pubdate", "missing: item skipped")
         return None
-    counts = {name: _stat(item, name, endpoint, warn) for name in COUNTS}
+    counts = {name: _stat(item, name, endpoint, warn) for name in COUNT_FIELDS}
     if any(v is None for v in counts.values()):
         return None
     owner = item.get("owner")
@@ -261,12 +261,13 @@ def up_profile(
 
 @dataclass(frozen=True)
 class Danmaku:
-    """One bullet comment: when in the video, display mode, when sent, the text."""
+    """One bullet comment: when in the video, display mode, when sent, the text, the site's line id."""
 
     t: float
     mode: int
     sent: int
     text: str
+    dmid: int | None = None
 
 
 def danmaku(xml: str, endpoint: str = "/x/v1/dm/list.so", warn: FieldWarnings = WARN) -> list[Danmaku]:
@@ -284,5 +285,6 @@ def danmaku(xml: str, endpoint: str = "/x/v1/dm/list.so", warn: FieldWarnings = 
         except (IndexError, ValueError):
             warn(endpoint, "d@p", f"odd attribute {d.get('p')!r}")
             t, mode, sent = 0.0, 0, 0
-        out.append(Danmaku(t, mode, sent, d.text or ""))
+        dmid = p[7] if len(p) > 7 and p[7].isdigit() and int(p[7]) > 0 else None
+        out.append(Danmaku(t, mode, sent, d.text or "", None if dmid is None else int(dmid)))
     return out

@@ -11,7 +11,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from hotvideo.settings import CollectSettings
+from core.settings import CollectSettings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS video (

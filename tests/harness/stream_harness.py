@@ -10,8 +10,8 @@ from typing import Any
 
 from faust.types import Message
 
-from hotvideo.events import DeadLetter, Event, Prediction
-from hotvideo.settings import Settings
+from core.events import DeadLetter, Event, Prediction
+from core.settings import Settings
 from model.registry import load_promoted
 from stream.app import create_app
 

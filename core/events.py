@@ -11,6 +11,8 @@ from typing import Annotated, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.reference import Horizon
+
 BVID_PATTERN = r"^BV[1-9A-HJ-NP-Za-km-z]{10}$"
 """`BV` + 10 base58 characters (no 0, O, I, l)."""
 
@@ -27,7 +29,6 @@ Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 MAX_MID = 10**16
 """Uploader ids are not counts: real ones reach 3.5e15 (seen in the captured hot lists)."""
 Mid = Annotated[int, Field(ge=1, le=MAX_MID, description="uploader id")]
-Horizon = Literal["1h", "3h", "6h"]
 HotSource = Literal["popular", "weekly", "precious", "ranking"]
 PredictionStatus = Literal["scored", "already_hot", "insufficient_data"]
 
@@ -112,6 +113,22 @@ class HotListEntry(Event):
     ts: EpochS
     source: HotSource
     rank: Annotated[int, Field(ge=1, le=100_000)]
+
+    def key(self) -> bytes:
+        return self.bvid.encode()
+
+
+class DanmakuLine(Event):
+    """One bullet comment (弹幕) of a video, as the collector read it (topic `bili.danmaku`, key bvid)."""
+
+    topic_field: ClassVar[str] = "danmaku"
+
+    bvid: Bvid
+    ts: EpochS = Field(description="when the line was sent (observed, if the site gave no time)")
+    text: Annotated[str, Field(min_length=1, max_length=1000)]
+    dmid: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="the site's id of the line: a line read twice is stored once"
+    )
 
     def key(self) -> bytes:
         return self.bvid.encode()
@@ -221,7 +238,14 @@ class DeadLetter(Event):
         return base64.b64decode(self.payload_b64)
 
 
-EVENT_TYPES: tuple[type[Event], ...] = (Snapshot, UpProfile, HotListEntry, Prediction, DeadLetter)
+EVENT_TYPES: tuple[type[Event], ...] = (
+    Snapshot,
+    UpProfile,
+    HotListEntry,
+    DanmakuLine,
+    Prediction,
+    DeadLetter,
+)
 
 
 class BadEvent(ValueError):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hotvideo.events import EVENT_TYPES, Event
-from hotvideo.settings import Topics
+from core.events import EVENT_TYPES, Event
+from core.settings import Topics
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 

@@ -11,8 +11,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-HORIZONS: dict[str, int] = {"1h": 3600, "3h": 3 * 3600, "6h": 6 * 3600}
-"""Prediction horizons of seed 001: name -> seconds after publication."""
+from core.reference import MAIN_ZONES
 
 
 class Topics(BaseSettings):
@@ -23,6 +22,7 @@ class Topics(BaseSettings):
     snapshot: str = "bili.video.snapshot"
     profile: str = "bili.up.profile"
     hotlist: str = "bili.hotlist"
+    danmaku: str = "bili.danmaku"
     prediction: str = "bili.prediction"
     deadletter: str = "bili.deadletter"
 
@@ -45,7 +45,7 @@ class CollectSettings(BaseSettings):
     backoff_base_s: float = Field(default=5.0, gt=0, description="first backoff; doubles per retry")
     backoff_max_s: float = Field(default=900.0, gt=0, description="longest single backoff")
     zones: list[int] = Field(
-        default=[1, 3, 4, 5, 36, 119, 129, 155, 160, 181, 188, 211, 217, 223, 234],
+        default=list(MAIN_ZONES),
         description="legacy zone tids whose new uploads are discovered (JSON list in the env var)",
     )
     discover_interval_s: int = Field(default=300, ge=1, description="how often each zone is listed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hotvideo.events import HotListEntry, Snapshot
+from core.events import HotListEntry, Snapshot
 
 T0 = 1_793_000_000
 """A fixed publish time (2026-10-25) used by hand-made videos."""

@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from kafka import KafkaProducer
 from tqdm import tqdm
 
-from hotvideo.events import HotListEntry
-from hotvideo.logs import get_logger
-from hotvideo.settings import Topics
+from core.events import HotListEntry
+from core.logs import get_logger
+from core.settings import Topics
 
 log = get_logger(__name__)
 

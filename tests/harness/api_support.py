@@ -15,7 +15,7 @@ import redis
 
 from api.prototype import build_artifact
 from api.service import Platform
-from hotvideo.events import Event, HotListEntry, Prediction, Snapshot, UpProfile
+from core.events import Event, HotListEntry, Prediction, Snapshot, UpProfile
 from ingest.world import WorldConfig, generate
 from model.features import UpStats
 from model.history import UpHistory

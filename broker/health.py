@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
 
-from hotvideo.kafka_admin import group_positions
-from hotvideo.settings import Topics
+from broker.admin import group_positions
+from core.settings import Topics
 
 T = TypeVar("T")
 

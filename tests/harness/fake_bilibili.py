@@ -18,8 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from core.settings import CollectSettings
 from ingest.collect import wbi
-from tests.conftest import bvid as make_bvid
+from tests.harness.predictions import bvid as make_bvid
 
 IMG_KEY = "7cd084941338484aae1ad9425b84077c"
 SUB_KEY = "4932caff0ff746eab6f01bf08b70ac45"
@@ -302,3 +303,19 @@ class FakeBilibili:
         )
         deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS)
         return 200, deflate.compress(xml.encode()) + deflate.flush(), "text/xml"
+
+
+RATE = 20.0
+"""Requests per second the collector tests allow: fast, and still a limit to hold."""
+
+
+def collect_settings(fake: FakeBilibili, **changes: object) -> CollectSettings:
+    """Fast cadences for tests: dense every 1.5 s up to age 600 s, sparse every 3 s up to T = 2 h."""
+    values: dict[str, object] = {
+        "base_url": fake.base_url, "rate": RATE, "burst": 2, "timeout_s": 5, "max_retries": 4,
+        "backoff_base_s": 0.02, "backoff_max_s": 0.2, "zones": list(fake.zones), "discover_interval_s": 4,
+        "discover_page_size": 5, "discover_max_age_s": 3600, "dense_interval_s": 1.5, "dense_window_s": 600,
+        "sparse_interval_s": 3, "track_window_s": 7200, "hotlist_interval_s": 60, "weekly_interval_s": 60,
+        "precious_interval_s": 60, "profile_interval_s": 60, "danmaku_interval_s": 60,
+    }  # fmt: skip
+    return CollectSettings(**(values | changes))

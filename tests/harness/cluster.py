@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hotvideo.embedded import free_port
-from hotvideo.events import Prediction, parse_event
-from hotvideo.kafka_admin import ensure_topics, read_all, wait_until_caught_up
-from hotvideo.settings import Settings, Topics
-from ingest.publish import publish
+from broker.admin import ensure_topics, read_all, wait_until_caught_up
+from broker.produce import publish
+from core.events import Prediction, parse_event
+from core.servers import free_port
+from core.settings import Settings, Topics
 
 SESSION_TIMEOUT_S = 3.0
 

@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import TopicAlreadyExistsError, for_code
 
-from hotvideo.logs import get_logger
-from hotvideo.settings import Topics
+from core.logs import get_logger
+from core.settings import Topics
 
 log = get_logger(__name__)
 

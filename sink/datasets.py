@@ -17,7 +17,7 @@ from typing import cast
 
 from sqlalchemy import select
 
-from hotvideo.settings import HORIZONS
+from core.reference import HORIZONS
 from model.dataset import NO_TID, Dataset
 from model.features import Row, UpStats, VideoStatic, feature_vector
 from model.labels import Label
