@@ -13,8 +13,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
-REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 15
+MARIADB_URL = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+"""The test database (CI's contract); TEST_MARIADB_URL points parallel runs at databases of their own."""
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "15"))
+"""The Redis database the tests flush; TEST_REDIS_DB gives parallel runs one each."""
 
 
 def unavailable(what: str, exc: BaseException) -> NoReturn:
