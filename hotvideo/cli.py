@@ -47,12 +47,12 @@ def demo(
 @app.command()
 def worker() -> None:
     """Run the Faust worker (scoring + sinks) until interrupted."""
-    from hotvideo.embedded import services
+    from hotvideo.stack import attach_or_exit
     from stream.worker import run_worker
 
     settings = get_settings()
-    with services(settings) as svc:
-        run_worker(svc.apply(settings), svc.kafka_bootstrap)
+    svc = attach_or_exit(settings, ("kafka", "redis"))
+    run_worker(svc.apply(settings), svc.kafka_bootstrap)
 
 
 @app.command()
@@ -147,12 +147,12 @@ def replay(
         typer.echo(f"wrote {write_records(out, in_range(records, first, end))} records to {out}")
         return
     from broker.admin import ensure_topics
+    from hotvideo.stack import attach_or_exit
 
     settings = get_settings()
-    if settings.kafka_bootstrap is None:
-        raise typer.BadParameter("set KAFKA_BOOTSTRAP to the broker your worker reads from")
-    ensure_topics(settings.kafka_bootstrap, settings.topics, settings.partitions)
-    n = run_replay(records, settings.kafka_bootstrap, settings.topics, speed=pace, since=first, until=end)
+    bootstrap = attach_or_exit(settings, ("kafka",)).kafka_bootstrap
+    ensure_topics(bootstrap, settings.topics, settings.partitions)
+    n = run_replay(records, bootstrap, settings.topics, speed=pace, since=first, until=end)
     typer.echo(f"published {n} events")
 
 
@@ -212,11 +212,11 @@ def subscribe(
     unknown = set(horizon or []) - set(HORIZONS)
     if unknown:
         raise typer.BadParameter(f"unknown horizon {sorted(unknown)}; choose from {list(HORIZONS)}")
+    from hotvideo.stack import attach_or_exit
+
     settings = get_settings()
-    if settings.kafka_bootstrap is None:
-        raise typer.BadParameter("set KAFKA_BOOTSTRAP to the broker the worker writes to")
     for line in follow(
-        settings.kafka_bootstrap,
+        attach_or_exit(settings, ("kafka",)).kafka_bootstrap,
         settings.topics.prediction,
         horizons=set(horizon or HORIZONS),
         min_prob=min_prob,
@@ -266,18 +266,13 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the HTTP API and the dashboard (API_HOST:API_PORT) over the configured stores."""
-    from contextlib import ExitStack
-
     from api.server import serve as run_server
-    from hotvideo.embedded import EmbeddedRedis
+    from hotvideo.stack import services
 
     settings = get_settings()
-    with ExitStack() as stack:
-        # REDIS_URL unset: the embedded Redis of DATA_DIR (the one `hotvideo demo` filled)
-        redis_url = (
-            settings.redis_url or stack.enter_context(EmbeddedRedis(settings.data_dir / "embedded")).url
-        )
-        run_server(settings, redis_url, train_events, sample_danmaku)
+    # REDIS_URL unset and no stack: DATA_DIR's own Redis, with what it saved (what `hotvideo demo` filled)
+    with services(settings, ("redis",)) as svc:
+        run_server(settings, svc.redis_url, train_events, sample_danmaku)
 
 
 @app.command()
@@ -285,9 +280,11 @@ def collect(
     seconds: Annotated[float | None, typer.Option(min=1.0, help="stop after this long")] = None,
 ) -> None:
     """Collect live from Bilibili into Kafka: new videos, snapshots, UP profiles, hot lists, danmaku."""
+    from hotvideo.stack import attach_or_exit
     from ingest.collect.collectors import run_collect
 
-    run_collect(get_settings(), seconds)
+    settings = get_settings()
+    run_collect(settings, attach_or_exit(settings, ("kafka",)).kafka_bootstrap, seconds)
 
 
 @app.command()
@@ -304,22 +301,79 @@ def health(
     import json
 
     from broker.health import BrokerUnreachable, check
+    from hotvideo.stack import attach_or_exit
 
     settings = get_settings()
-    if settings.kafka_bootstrap is None:
-        raise typer.BadParameter("set KAFKA_BOOTSTRAP to the broker the workers read from")
+    bootstrap = attach_or_exit(settings, ("kafka",)).kafka_bootstrap
     try:
-        result = check(settings.kafka_bootstrap, settings.worker_id, settings.topics, sample_s, timeout)
+        result = check(bootstrap, settings.worker_id, settings.topics, sample_s, timeout)
     except BrokerUnreachable as exc:
         typer.echo(json.dumps({"verdict": "unreachable", "error": str(exc)}, indent=2))
         typer.echo(
             f"hotvideo health: {exc}. Check that Kafka is running and that KAFKA_BOOTSTRAP "
-            f"({settings.kafka_bootstrap}) points at it; --timeout waits longer for a slow broker.",
+            f"({bootstrap}) points at it; --timeout waits longer for a slow broker.",
             err=True,
         )
         raise typer.Exit(2) from None
     typer.echo(json.dumps(result, indent=2))
     raise typer.Exit(0 if result["verdict"] == "ok" else 1)
+
+
+stack_app = typer.Typer(
+    help="The shared embedded services of DATA_DIR: broker, Redis and object store.", no_args_is_help=True
+)
+app.add_typer(stack_app, name="stack")
+
+
+@stack_app.command("up")
+def stack_up(
+    ephemeral: Annotated[bool, typer.Option(help="keep the broker in memory (tests, demos)")] = False,
+) -> None:
+    """Start DATA_DIR's stack on its loopback ports and leave it running; every command attaches to it."""
+    from hotvideo.stack import StackError, up
+
+    try:
+        record = up(get_settings(), ephemeral)
+    except StackError as exc:
+        typer.echo(f"hotvideo stack up: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for name, service in record.services.items():
+        typer.echo(f"{name:12} {service['address']:22} pid {service['pid']}")
+
+
+@stack_app.command("down")
+def stack_down(
+    timeout: Annotated[float, typer.Option(min=1.0, help="seconds each server may take to stop")] = 30.0,
+) -> None:
+    """Stop DATA_DIR's stack cleanly (the broker first, the object store last)."""
+    from hotvideo.stack import down
+
+    settings = get_settings()
+    stopped = down(settings, timeout)
+    typer.echo(
+        f"stack of {settings.data_dir} stopped" if stopped else f"no stack recorded in {settings.data_dir}"
+    )
+
+
+@stack_app.command("status")
+def stack_status(
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Each service of DATA_DIR's stack: address, pid, health. Exit 0 when all answer, 1 otherwise."""
+    import json
+
+    from hotvideo.stack import status
+
+    report = status(get_settings())
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+    elif not report["services"]:
+        typer.echo(f"no stack recorded in {report['data_dir']} (start one with `hotvideo stack up`)")
+    else:
+        for s in report["services"]:
+            state = "ok" if s["healthy"] else f"DOWN ({s.get('error', '')})"
+            typer.echo(f"{s['name']:12} {s['address']:22} pid {s['pid']:<8} {state}")
+    raise typer.Exit(0 if report["running"] else 1)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -27,9 +24,10 @@ from broker.produce import publish
 from core.events import Prediction, parse_event
 from core.logs import get_logger
 from core.reference import HORIZONS
-from core.servers import free_port
+from core.services import ResolvedServices
 from core.settings import Settings
-from hotvideo.embedded import ResolvedServices, services
+from hotvideo.processes import WorkerProcess
+from hotvideo.stack import services
 from ingest.eventlog import read_events, read_log, write_log
 from ingest.world import WorldConfig, generate
 from model.registry import load_promoted
@@ -75,11 +73,11 @@ def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, Any]:
                 progress=True,
                 total=None,
             )
-            wait_for_worker(settings, svc, worker, worker_log, opts.timeout_s)
+            wait_for_worker(settings, svc, worker, opts.timeout_s)
             summary = summarize(settings, svc, published)
         finally:
             watcher.stop()
-            stop_worker(worker)
+            worker.stop()
     print_summary(summary)
     if opts.summary_json is not None:
         opts.summary_json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -125,28 +123,20 @@ def with_malformed(
         yield record
 
 
-def start_worker(settings: Settings, svc: ResolvedServices, log_path: Path) -> subprocess.Popen[bytes]:
+def start_worker(settings: Settings, svc: ResolvedServices, log_path: Path) -> WorkerProcess:
     """The worker as a child process on the same services; its log goes to a file."""
     env = {
-        **os.environ,
         **svc.env(),
         "MODEL_DIR": str(settings.model_dir.resolve()),
         "DATA_DIR": str(settings.data_dir.resolve()),
-        "WEB_PORT": str(free_port()),
     }
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    out = log_path.open("wb")
-    log.info("worker starting", log=str(log_path))
-    return subprocess.Popen(
-        [sys.executable, "-m", "hotvideo.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
-    )
+    return WorkerProcess("worker", env, log_path).start()
 
 
 def wait_for_worker(
     settings: Settings,
     svc: ResolvedServices,
-    worker: subprocess.Popen[bytes],
-    worker_log: Path,
+    worker: WorkerProcess,
     timeout_s: float,
 ) -> None:
     """Block until the worker has consumed everything and the sinks caught up; fail fast if it died."""
@@ -154,7 +144,7 @@ def wait_for_worker(
     deadline = time.monotonic() + timeout_s
     while True:
         if worker.poll() is not None:
-            raise RuntimeError(f"the worker exited with code {worker.returncode}; its log: {worker_log}")
+            raise RuntimeError(worker.failure())
         try:
             wait_until_caught_up(
                 svc.kafka_bootstrap,
@@ -167,16 +157,6 @@ def wait_for_worker(
         except TimeoutError:
             if time.monotonic() > deadline:
                 raise
-
-
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def summarize(settings: Settings, svc: ResolvedServices, published: int) -> dict[str, Any]:

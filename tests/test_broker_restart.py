@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kafka import KafkaProducer
 
-from broker.admin import committed_offsets, end_offsets, ensure_topics, read_all
+from broker.admin import HOLE_WAIT_S, committed_offsets, end_offsets, ensure_topics, read_all, read_from
 from broker.embedded import EmbeddedBroker, S3Storage
 from broker.produce import publish
 from core.servers import free_port
@@ -223,3 +224,38 @@ def test_a_send_cut_by_a_broker_restart_is_stored_on_retry(tmp_path: Path) -> No
             broker.stop()
     assert outcome == [1], f"the publisher failed across the restart: {outcome}"
     assert stored == [value], "the batch whose write the stop cut short is stored by the retry"
+
+
+def test_a_hole_at_the_end_of_a_partition_does_not_stall_a_read(tmp_path: Path) -> None:
+    """A write cut by a stop, never retried (its producer died too), leaves offsets with no records.
+
+    Recovery reads each changelog to its end offset; with the hole at the end no record ever comes,
+    and the read must give up on the hole (quickly, logging it) instead of waiting for its timeout.
+    """
+    topics = Topics.under("hole")
+    with S3Server(tmp_path / "s3") as s3:
+        s3.create_bucket("tansu")
+        storage, port = S3Storage(s3.endpoint), free_port()
+        broker = EmbeddedBroker(tmp_path / "tansu", port=port, storage=storage).start()
+        try:
+            ensure_topics(broker.bootstrap, topics, 1)
+            kept = [(b"k", f"kept {i}".encode()) for i in range(5)]
+            producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", retries=0)
+            for key, value in kept:
+                producer.send(topics.snapshot, key=key, value=value)
+            producer.flush()
+            s3.stall_puts(".batch")
+            producer.send(topics.snapshot, key=b"k", value=b"cut short")
+            assert s3.stalled.wait(30), "the batch never reached the store"
+            broker.stop(timeout_s=2)
+            s3.release()
+            producer.close(timeout=1)  # no retry: the record is gone, its offsets stay
+            broker = EmbeddedBroker(tmp_path / "tansu", port=port, storage=storage).start()
+            assert end_offsets(broker.bootstrap, topics.snapshot)[0] > len(kept), "a hole at the end"
+            began = time.monotonic()
+            records = read_from(broker.bootstrap, topics.snapshot, {0: 0}, timeout_s=30)
+            took = time.monotonic() - began
+        finally:
+            broker.stop()
+    assert [(r.key, r.value) for r in records] == kept
+    assert took < HOLE_WAIT_S + 3, f"the read waited {took:.1f} s on the hole"

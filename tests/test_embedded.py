@@ -23,7 +23,8 @@ from broker.admin import (
 from broker.embedded import EmbeddedBroker, S3Storage
 from core.servers import EmbeddedServiceError, free_port, port_open
 from core.settings import Settings, Topics
-from hotvideo.embedded import EmbeddedRedis, services
+from hotvideo.embedded import EmbeddedRedis
+from hotvideo.stack import services
 from tests.harness.s3_server import S3Server
 
 PARTITIONS = 3
@@ -157,7 +158,7 @@ def test_services_uses_configured_servers_and_starts_nothing(
         data_dir=tmp_path / "data",
     )
     with services(settings) as resolved:
-        assert resolved.started == []
+        assert resolved.sources == {"kafka": "env", "redis": "env"}
         assert resolved.env() == {
             "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
             "REDIS_URL": settings.redis_url,
@@ -174,7 +175,7 @@ def test_services_starts_only_what_is_missing(
         kafka_bootstrap=embedded_broker.bootstrap, redis_url="", database_url=None, data_dir=tmp_path
     )
     with services(settings) as resolved:
-        assert resolved.started == ["redis"]
+        assert resolved.sources == {"kafka": "env", "redis": "started"}
         assert resolved.kafka_bootstrap == embedded_broker.bootstrap
         assert resolved.database_url == settings.sqlite_url
 
@@ -182,7 +183,7 @@ def test_services_starts_only_what_is_missing(
 def test_services_starts_and_stops_what_is_missing(tmp_path: Path) -> None:
     settings = Settings(kafka_bootstrap=None, redis_url=None, database_url=None, data_dir=tmp_path / "data")
     with services(settings) as resolved:
-        assert resolved.started == ["kafka", "redis"]
+        assert resolved.sources == {"kafka": "started", "redis": "started"}
         assert resolved.database_url == settings.sqlite_url
         assert settings.data_dir.is_dir()
         admin = KafkaAdminClient(bootstrap_servers=resolved.kafka_bootstrap)

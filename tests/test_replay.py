@@ -29,8 +29,8 @@ from broker.admin import ensure_topics
 from core.events import Event, HotListEntry, Snapshot, UpProfile, parse_event
 from core.reference import BEIJING
 from core.settings import Settings, Topics
-from hotvideo.demo import start_worker, stop_worker, summarize, wait_for_worker
-from hotvideo.embedded import services
+from hotvideo.demo import start_worker, summarize, wait_for_worker
+from hotvideo.stack import services
 from ingest import replay as replay_module
 from ingest.collect import collectors
 from ingest.collect.client import RawArchive, RawPage
@@ -267,10 +267,10 @@ def run_stack(folder: Path, model_dir: Path, feed: Callable[[str, Topics, Settin
         worker = start_worker(settings, svc, folder / "worker.log")
         try:
             feed(svc.kafka_bootstrap, settings.topics, settings)
-            wait_for_worker(settings, svc, worker, folder / "worker.log", 300.0)
+            wait_for_worker(settings, svc, worker, 300.0)
             return summarize(settings, svc, 0)
         finally:
-            stop_worker(worker)
+            worker.stop()
 
 
 @pytest.fixture

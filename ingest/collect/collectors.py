@@ -347,15 +347,12 @@ def replay_raw(root: Path) -> list[Event]:
     return events
 
 
-def run_collect(settings: Settings, seconds: float | None = None) -> None:
-    """`hotvideo collect`: ensure the topics, then collect until SIGINT/SIGTERM (or `seconds`)."""
-    if not settings.kafka_bootstrap:
-        raise SystemExit(
-            "set KAFKA_BOOTSTRAP to the broker the worker reads from (hotvideo collect publishes there)"
-        )
+def run_collect(settings: Settings, bootstrap: str, seconds: float | None = None) -> None:
+    """`hotvideo collect`: ensure the topics, then collect into the broker at `bootstrap` until
+    SIGINT/SIGTERM (or `seconds`)."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every request at INFO
-    ensure_topics(settings.kafka_bootstrap, settings.topics, settings.partitions)
-    collector = Collector(settings, settings.kafka_bootstrap)
+    ensure_topics(bootstrap, settings.topics, settings.partitions)
+    collector = Collector(settings, bootstrap)
     previous = signal.signal(signal.SIGTERM, lambda *_: collector.stop())
     try:
         collector.run(seconds)

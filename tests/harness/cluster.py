@@ -6,13 +6,8 @@ seeing each other, and a short session timeout, so a killed worker's partitions 
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +16,8 @@ from typing import Any
 from broker.admin import ensure_topics, read_all, wait_until_caught_up
 from broker.produce import publish
 from core.events import Prediction, parse_event
-from core.servers import free_port
 from core.settings import Settings, Topics
+from hotvideo.processes import WorkerProcess
 
 SESSION_TIMEOUT_S = 3.0
 
@@ -50,8 +45,7 @@ class Cluster:
     partitions: int = 4
     extra_env: dict[str, str] = field(default_factory=dict)
     """More settings for every worker (a Redis prefix of its own, say)."""
-    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    ports: dict[str, int] = field(default_factory=dict)
+    workers: dict[str, WorkerProcess] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.topics = Topics.under(self.name)
@@ -61,7 +55,6 @@ class Cluster:
     def env(self, worker: str) -> dict[str, str]:
         topic_env = {f"TOPIC_{k.upper()}": v for k, v in self.topics.model_dump().items()}
         return {
-            **os.environ,
             **topic_env,
             "KAFKA_BOOTSTRAP": self.bootstrap,
             "REDIS_URL": self.redis_url,
@@ -70,7 +63,6 @@ class Cluster:
             "DATA_DIR": str(self.workdir / worker),
             "WORKER_ID": self.group,
             "PARTITIONS": str(self.partitions),
-            "WEB_PORT": str(self.ports[worker]),
             "WORKER_SESSION_TIMEOUT_S": str(SESSION_TIMEOUT_S),
             "HEALTH_STUCK_AFTER_S": "5",
             **self.extra_env,
@@ -78,25 +70,12 @@ class Cluster:
 
     def start(self, worker: str) -> None:
         """Start `hotvideo worker` as a child process; its log is `<workdir>/<worker>.log`."""
-        self.ports[worker] = free_port()
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        out = (self.workdir / f"{worker}.log").open("ab")
-        self.workers[worker] = subprocess.Popen(
-            [sys.executable, "-m", "hotvideo.cli", "worker"],
-            env=self.env(worker),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        log = self.workdir / f"{worker}.log"
+        self.workers[worker] = WorkerProcess(worker, self.env(worker), log).start()
 
     def page(self, worker: str, path: str = "stats") -> dict[str, Any]:
         """A JSON page of the worker's web server (a 503 health answer is returned, not raised)."""
-        url = f"http://127.0.0.1:{self.ports[worker]}/{path}/"
-        try:
-            with urllib.request.urlopen(url, timeout=20) as response:
-                body: dict[str, Any] = json.load(response)
-        except urllib.error.HTTPError as exc:
-            body = json.load(exc)
-        return body
+        return self.workers[worker].page(path)
 
     def wait_assigned(self, workers: Iterable[str], timeout_s: float = 90.0) -> dict[str, list[int]]:
         """Block until the workers together hold every input partition, each restored."""
@@ -133,24 +112,19 @@ class Cluster:
         return [parse_event(Prediction, r.value) for r in read_all(self.bootstrap, self.topics.prediction)]
 
     def check_alive(self) -> None:
-        for name, proc in self.workers.items():
-            if proc.poll() is not None and proc.returncode != -signal.SIGKILL:
-                raise RuntimeError(f"worker {name} exited ({proc.returncode}); see {self.workdir}/{name}.log")
+        for worker in self.workers.values():
+            code = worker.poll()
+            if code is not None and code != -signal.SIGKILL:
+                raise RuntimeError(worker.failure())
 
     def kill(self, worker: str) -> None:
-        self.workers[worker].send_signal(signal.SIGKILL)
-        self.workers[worker].wait()
+        self.workers[worker].kill()
 
     def stop(self) -> None:
-        for proc in self.workers.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.workers.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        for worker in self.workers.values():
+            worker.signal(signal.SIGTERM)
+        for worker in self.workers.values():
+            worker.stop(timeout_s=20)
 
 
 def settings_of(cluster: Cluster) -> Settings:
