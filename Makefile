@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test lint install clean
+.PHONY: demo live test lint install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/hotvideo demo $(ARGS)
+
+live: $(STAMP)
+	$(BIN)/hotvideo live $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -319,6 +319,35 @@ def health(
     raise typer.Exit(0 if result["verdict"] == "ok" else 1)
 
 
+@app.command()
+def live(
+    source: Annotated[
+        str, typer.Option(help="`bilibili` (collect from the site) or `none` (events come from elsewhere)")
+    ] = "bilibili",
+    workers: Annotated[
+        int, typer.Option(min=1, max=32, help="worker processes (web ports WEB_PORT + i)")
+    ] = 2,
+    api: Annotated[bool, typer.Option(help="serve the API and dashboard (API_HOST:API_PORT)")] = True,
+    ephemeral: Annotated[bool, typer.Option(help="if live starts the stack: broker in memory")] = False,
+    status_every: Annotated[float, typer.Option(min=1.0, help="seconds between status lines")] = 30.0,
+) -> None:
+    """The whole live system under one supervisor: stack, collectors, workers, API. Ctrl-C stops it."""
+    from hotvideo.live import LiveOptions, run_live
+
+    if source not in ("bilibili", "none"):
+        raise typer.BadParameter("--source is `bilibili` or `none`")
+    run_live(
+        get_settings(),
+        LiveOptions(
+            source=source,  # type: ignore[arg-type]
+            workers=workers,
+            api=api,
+            ephemeral=ephemeral,
+            status_every_s=status_every,
+        ),
+    )
+
+
 stack_app = typer.Typer(
     help="The shared embedded services of DATA_DIR: broker, Redis and object store.", no_args_is_help=True
 )

@@ -40,10 +40,14 @@ class ChildProcess:
         argv: Sequence[str],
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
+        own_session: bool = False,
     ) -> None:
         self.name, self.argv = name, list(argv)
         self.env = {**os.environ, **(env or {})}
         self.log_path = log_path
+        self.own_session = own_session
+        """Start it in a session of its own: a Ctrl-C on the terminal reaches only the parent, which
+        stops its children in its own order."""
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -62,6 +66,7 @@ class ChildProcess:
             stdin=subprocess.DEVNULL,
             stdout=self._log if self._log is not None else subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            start_new_session=self.own_session,
         )
         log.info("child started", child=self.name, pid=self.process.pid)
         return self
@@ -121,10 +126,12 @@ class WorkerProcess(ChildProcess):
         log_path: Path | None = None,
         web_port: int | None = None,
         module: str = "hotvideo.cli",
+        own_session: bool = False,
     ) -> None:
         self.web_port = web_port or free_port()
         argv = hotvideo_argv(*(("worker",) if module == "hotvideo.cli" else ()), module=module)
-        super().__init__(name, argv, {**(env or {}), "WEB_PORT": str(self.web_port)}, log_path)
+        env = {**(env or {}), "WEB_PORT": str(self.web_port)}
+        super().__init__(name, argv, env, log_path, own_session)
 
     def page(self, path: str = "stats", timeout_s: float = 20.0) -> dict[str, Any]:
         """A JSON page of the worker's web server (a 503 health answer is returned, not raised)."""
