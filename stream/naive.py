@@ -11,7 +11,7 @@ from typing import Any
 import faust
 
 from core.settings import Settings, get_settings
-from stream.app import Progress
+from stream.loop import Progress
 
 
 class NaiveSnapshot(faust.Record, serializer="json"):
