@@ -17,7 +17,8 @@ from core.settings import Settings
 from model.registry import ModelBundle, load_promoted
 from sink.writer import PredictionSink
 from stream.checkpoint import Checkpointer, Records, StateCache
-from stream.lane import Lane, install_lane
+from stream.faust_internals import table_store
+from stream.lane import FETCH_MAX_WAIT_MS, Lane, install_lane
 from stream.loop import ChangelogWrites, Emitter, ScoringLoop, TopicEmitter
 from stream.pages import add_pages
 from stream.profiles import ProfileReader
@@ -61,14 +62,16 @@ def create_app(
         recovery_consistency_check=False,
     )
     lane = Lane(topics.snapshot, topics.hotlist)
-    link_lane = install_lane(app, lane)
+    install_lane(app, lane, FETCH_MAX_WAIT_MS)
     headers = app.Table("video_state", default=None, key_type=bytes, partitions=settings.partitions)
     rows = app.Table("video_rows", default=None, key_type=bytes, partitions=settings.partitions)
     # The cache writes the tables' stores and changelogs itself, once per batch and to the partition
     # each video's events came from (`table[key] = value` only works one event at a time).
     writes = ChangelogWrites()
     checkpointer = Checkpointer(
-        StateCache(Records(headers.data, writes.of(headers)), Records(rows.data, writes.of(rows))),
+        StateCache(
+            Records(table_store(headers), writes.of(headers)), Records(table_store(rows), writes.of(rows))
+        ),
         grace_s=settings.checkpoint_grace_s,
     )
     model = bundle if bundle is not None else load_promoted(settings.model_dir)
@@ -100,7 +103,6 @@ def create_app(
 
         It goes on to the next batch while the last one's state records are on their way.
         """
-        link_lane()
         while True:
             batches = await lane.take()
             async with lane.busy:

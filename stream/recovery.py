@@ -23,6 +23,7 @@ from typing import Any
 from broker.admin import Record, read_from
 from core.logs import get_logger
 from stream.checkpoint import Checkpointer
+from stream.faust_internals import recovered_offsets, table_store
 
 log = get_logger(__name__)
 
@@ -82,7 +83,7 @@ class Restorer:
         header_records = read_from(
             self.bootstrap, self._changelog(self.headers), dict.fromkeys(partitions, 0)
         )
-        apply(self.headers.data, header_records)
+        apply(table_store(self.headers), header_records)
         owner = {r.key: r.partition for r in header_records if r.key is not None and r.value is not None}
         self.checkpointer.restore(partitions, owner)
         self.restored = partitions
@@ -98,15 +99,13 @@ class Restorer:
     def _complete(self, table: Any, partitions: frozenset[int]) -> int:
         """Apply the changelog records Faust's recovery did not reach; returns how many there were."""
         topic = self._changelog(table)
-        reached = {
-            tp.partition: o for tp, o in self.app.tables.recovery.active_offsets.items() if tp.topic == topic
-        }
+        reached = recovered_offsets(self.app, topic)
         starts: dict[int, int] = {}
         for number in partitions:
             offset = reached.get(number)
             starts[number] = 0 if offset is None or offset < 0 else offset + 1
         records = read_from(self.bootstrap, topic, starts)
-        apply(table.data, records)
+        apply(table_store(table), records)
         return len(records)
 
     @staticmethod
