@@ -17,9 +17,10 @@ from core.settings import Settings
 from model.registry import ModelBundle, load_promoted
 from sink.writer import PredictionSink
 from stream.checkpoint import Checkpointer, Records, StateCache
+from stream.commit import BatchCommit, ChangelogWrites, Emitter
 from stream.faust_internals import table_store
 from stream.lane import FETCH_MAX_WAIT_MS, Lane, install_lane
-from stream.loop import ChangelogWrites, Emitter, ScoringLoop, TopicEmitter
+from stream.loop import ScoringLoop, TopicEmitter
 from stream.pages import add_pages
 from stream.profiles import ProfileReader
 from stream.recovery import Restorer
@@ -78,20 +79,17 @@ def create_app(
     on_broker = emitter is None
     uploaders = ProfileReader(bootstrap if on_broker else None, topics.profile)
     restorer = Restorer(app, bootstrap, topics.snapshot, checkpointer, headers, rows)
-    topic_out = TopicEmitter(
-        app.topic(topics.prediction, key_type=bytes, value_type=bytes),
-        app.topic(topics.deadletter, key_type=bytes, value_type=bytes),
+    out = (
+        emitter
+        if emitter is not None
+        else TopicEmitter(
+            app.topic(topics.prediction, key_type=bytes, value_type=bytes),
+            app.topic(topics.deadletter, key_type=bytes, value_type=bytes),
+        )
     )
-    loop = ScoringLoop(
-        topics,
-        checkpointer,
-        Scorer(model, uploaders.at),
-        uploaders,
-        topic_out if emitter is None else emitter,
-        topic_out if on_broker else None,
-        writes,
-        restorer if on_broker else None,
-    )
+    commit = BatchCommit(out, checkpointer, writes, lane, topics.snapshot)
+    scorer = Scorer(model, uploaders.at)
+    loop = ScoringLoop(topics, checkpointer, scorer, uploaders, out, commit, restorer if on_broker else None)
     app.checkpointer = checkpointer  # type: ignore[attr-defined]
     app.uploaders = uploaders  # type: ignore[attr-defined]
     app.restorer = restorer  # type: ignore[attr-defined]
@@ -107,8 +105,7 @@ def create_app(
             batches = await lane.take()
             async with lane.busy:
                 records = [r for b in batches for r in b.records()]
-                stored = await loop.score(records, max(b.fetched_at for b in batches))
-                lane.ack_once_stored(batches, stored)
+                await loop.score(records, max(b.fetched_at for b in batches), batches)
 
     if on_broker:
 
@@ -118,16 +115,8 @@ def create_app(
             await uploaders.run()
 
     async def forget_cached_state(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        """Partitions may move to another worker: from now on the table, not the cache, is the truth.
-
-        A batch being scored finishes first, and scored batches' state records are stored (they reach
-        the changelog before the next owner reads it); fetched batches not yet scored are dropped (the
-        next owner reads them again).
-        """
-        async with lane.busy:
-            lane.clear()
-            await lane.settle()  # scored batches' state stored before the next owner reads it
-        checkpointer.states.clear()
+        """Partitions may move to another worker: hand the state over, restore before the next batch."""
+        await commit.hand_over()
         restorer.invalidate()
 
     app.on_partitions_revoked.connect(forget_cached_state)  # type: ignore[arg-type]

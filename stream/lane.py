@@ -76,6 +76,11 @@ class Lane:
         self.consumer: LaneConsumer | None = None
         self.acking: set[asyncio.Task[None]] = set()
         """Scored batches waiting for their state records to be stored before their offsets are acked."""
+        self.last_acking: asyncio.Task[None] | None = None
+        self.stalled = False
+        """A batch's state records failed: no later batch is acked either until the partitions are
+        handed over (`clear`). Faust's commit would pass an unacked offset at the head of the acked
+        ones when it is a single one, or when the partition has no commit yet."""
 
     async def take(self) -> list[LaneBatch]:
         """Wait for a fetch, then take every fetch already queued behind it (one bigger batch)."""
@@ -90,19 +95,26 @@ class Lane:
         Faust produces a changelog record later, from its producer buffer, and its flush before a
         commit gives up on a buffer that does not drain within 0.1 s (a busy loop); acking only once
         the broker stored the records keeps every commit behind the state it stands for. The scoring
-        loop goes on meanwhile. If a record fails, the batches stay unacked: they are read again from
-        the last commit, by this worker after a restart or by the partitions' next owner.
+        loop goes on meanwhile. Batches are acked in the order they were scored. If a record fails,
+        neither its batch nor any later one is acked (`stalled`): they are read again from the last
+        commit, by the partitions' next owner or by this worker after a restart.
         """
-        task = asyncio.create_task(self._ack_when_done(batches, stored))
+        task = asyncio.create_task(self._ack_when_done(batches, stored, self.last_acking))
+        self.last_acking = task
         self.acking.add(task)
         task.add_done_callback(self.acking.discard)
 
-    async def _ack_when_done(self, batches: list[LaneBatch], stored: list[Any]) -> None:
+    async def _ack_when_done(
+        self, batches: list[LaneBatch], stored: list[Any], before: asyncio.Task[None] | None
+    ) -> None:
         try:
             await asyncio.gather(*stored)
         except Exception as exc:
-            log.error("state records not stored; the batch will be read again", error=repr(exc))
-        else:
+            self.stalled = True
+            log.error("state records not stored; no offset is acked until a rebalance", error=repr(exc))
+        if before is not None:
+            await asyncio.wait({before})  # in order: a failure before this batch stalls it too
+        if not self.stalled:
             self.ack(batches)
 
     async def settle(self) -> None:
@@ -121,9 +133,11 @@ class Lane:
                 consumer.ack_offsets(tp, [r.offset for r in records])
 
     def clear(self) -> None:
-        """Drop queued fetches (on revocation: the partitions' next owner reads them from the commit)."""
+        """Drop queued fetches and ack again (on revocation, once settled: the partitions' next owner,
+        maybe this worker, reads everything not acked from the last commit)."""
         while not self.queue.empty():
             self.queue.get_nowait()
+        self.stalled = False
 
 
 class LaneConsumer(FencedConsumer):

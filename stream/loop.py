@@ -10,25 +10,19 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from core.events import BadEvent, DeadLetter, HotListEntry, Prediction, Snapshot, parse_event
 from core.logs import get_logger
 from core.settings import Topics
-from stream.checkpoint import Changelog, Checkpoint, Checkpointer
+from stream.checkpoint import Checkpoint, Checkpointer
+from stream.commit import BatchCommit, Emitter
+from stream.lane import LaneBatch
 from stream.profiles import ProfileReader
 from stream.recovery import Restorer
 from stream.scoring import Scorer
 
 log = get_logger(__name__)
-
-
-class Emitter(Protocol):
-    """Where the scoring loop's output goes: the topics in a worker, a list in unit tests."""
-
-    async def prediction(self, pred: Prediction) -> None: ...
-
-    async def dead(self, letter: DeadLetter) -> None: ...
 
 
 class TopicEmitter:
@@ -47,9 +41,9 @@ class TopicEmitter:
     async def delivered(self) -> None:
         """Wait until the broker acknowledged every prediction sent so far.
 
-        The scoring loop calls it before it writes the states that record those horizons as fired:
-        a worker killed in between then re-fires them from its committed offset (a duplicate the
-        sinks absorb) instead of recording a checkpoint whose prediction was lost.
+        Step 1 of the commit protocol (stream/commit.py): before the states that record those
+        horizons as fired are written, so a worker killed in between re-fires them from its committed
+        offset (a duplicate the sinks absorb) instead of recording a checkpoint whose prediction was lost.
         """
         sent, self.sent = self.sent, []
         if sent:
@@ -81,39 +75,9 @@ class Progress:
         return {"messages": self.messages, "first_at": self.first_at, "last_at": self.last_at}
 
 
-def first_snapshot_offsets(messages: Sequence[Any], topic: str) -> dict[int, int]:
-    """Partition -> offset of the batch's first snapshot there: names the batch's row chunks."""
-    first: dict[int, int] = {}
-    for message in messages:
-        if message.topic == topic and message.partition not in first:
-            first[message.partition] = message.offset
-    return first
-
-
-class ChangelogWrites:
-    """The state records sent to the tables' changelogs: a batch is acked once they are stored
-    (`Lane.ack_once_stored`)."""
-
-    def __init__(self) -> None:
-        self.sent: list[Any] = []
-
-    def of(self, table: Any) -> Changelog:
-        """The send function for `Records`: a state record (None: a tombstone) on the given partition."""
-
-        def send(partition: int, key: bytes, value: Any) -> None:
-            serializer = "raw" if value is None else None  # None: the table's own
-            self.sent.append(table.send_changelog(partition, key, value, value_serializer=serializer))
-
-        return send
-
-    def take(self) -> list[Any]:
-        """The futures of the records sent since the last take (each resolves once stored)."""
-        sent, self.sent = self.sent, []
-        return sent
-
-
 class ScoringLoop:
-    """Absorbs batches of snapshots and hot-list sightings, scores what is due, emits predictions.
+    """Absorbs batches of snapshots and hot-list sightings, scores what is due, emits predictions,
+    and hands each batch to the commit protocol.
 
     `restorer` None: fed directly by a unit test, with no broker to restore state from.
     """
@@ -125,12 +89,11 @@ class ScoringLoop:
         scorer: Scorer,
         uploaders: ProfileReader,
         out: Emitter,
-        topic_out: TopicEmitter | None,
-        writes: ChangelogWrites,
+        commit: BatchCommit,
         restorer: Restorer | None,
     ) -> None:
         self.topics, self.checkpointer, self.scorer, self.uploaders = topics, checkpointer, scorer, uploaders
-        self.out, self.topic_out, self.writes, self.restorer = out, topic_out, writes, restorer
+        self.out, self.commit, self.restorer = out, commit, restorer
         self.progress = Progress()
 
     async def dead(self, message: Any, reason: str) -> None:
@@ -158,11 +121,16 @@ class ScoringLoop:
             raise BadEvent(f"message key {message.key!r} is not the bvid {snap.bvid}")
         return self.checkpointer.on_snapshot(snap, message.partition)
 
-    async def score(self, messages: Sequence[Any], fetched_at: float | None = None) -> list[Any]:
-        """Absorb a batch of input messages in order, write each touched state once, score what is due.
+    async def score(
+        self,
+        messages: Sequence[Any],
+        fetched_at: float | None = None,
+        batches: Sequence[LaneBatch] = (),
+    ) -> None:
+        """Absorb a batch of input messages in order, score what is due, then commit it (`BatchCommit`).
 
         `fetched_at`: when the batch's last fetch arrived (the profiles it needs were on the broker).
-        Returns the futures of the batch's state records (`ChangelogWrites.take`).
+        `batches`: the lane's fetches the messages came from (none when a unit test feeds them).
         """
         self.progress.begin()
         if self.restorer is not None:
@@ -178,12 +146,9 @@ class ScoringLoop:
             await self.uploaders.ready_for(max(scored), fetched_at)
         for pred in self.scorer.predict(due):
             await self.out.prediction(pred)
-        if self.topic_out is not None:
-            await self.topic_out.delivered()
-        self.checkpointer.flush(first_snapshot_offsets(messages, self.topics.snapshot))
+        await self.commit.run(messages, batches)
         self.checkpointer.stats["messages"] += len(messages)
         self.progress.update(len(messages))
-        return self.writes.take()
 
     def view(self) -> dict[str, Any]:
         """This worker's own counters; the watermark is the last event time seen per partition."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from faust.types import TP
 
 from stream.lane import LaneBatch
@@ -134,16 +135,36 @@ async def test_offsets_are_acked_only_once_every_state_record_is_stored() -> Non
     assert not at.lane.acking
 
 
-async def test_a_batch_whose_state_record_failed_is_never_acked() -> None:
+@pytest.mark.parametrize("failed_offsets", [(10, 11), (10,)])
+async def test_no_offset_is_acked_after_a_batch_whose_state_record_failed(
+    failed_offsets: tuple[int, ...],
+) -> None:
     at = await lane_app()
     at.consumer._committed_offset[SNAP0] = 10
     failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     failed.set_exception(ConnectionError("broker gone"))
-    at.lane.ack_once_stored([batch(10, 11)], [failed])
-    at.lane.ack_once_stored([batch(12)], [])  # a later batch with nothing to store is acked
+    at.lane.ack_once_stored([batch(*failed_offsets)], [failed])
+    at.lane.ack_once_stored([batch(12, 13)], [])  # stored, but after the failed batch
     await at.lane.settle()
-    assert at.consumer._acked[SNAP0] == [12]
+    assert at.consumer._acked[SNAP0] == []
     assert next_commit(at, SNAP0) == 10, "no commit past the failed batch"
+    at.lane.clear()  # the partitions were handed over: what is read again is acked again
+    at.lane.ack_once_stored([batch(10, 11, 12, 13)], [])
+    await at.lane.settle()
+    assert next_commit(at, SNAP0) == 14
+
+
+async def test_batches_are_acked_in_the_order_they_were_scored() -> None:
+    at = await lane_app()
+    loop = asyncio.get_running_loop()
+    first: asyncio.Future[Any] = loop.create_future()
+    at.lane.ack_once_stored([batch(0)], [first])
+    at.lane.ack_once_stored([batch(1)], [])
+    await asyncio.sleep(0.01)
+    assert at.consumer._acked[SNAP0] == [], "a later batch acked before an earlier one was stored"
+    first.set_result(None)
+    await at.lane.settle()
+    assert at.consumer._acked[SNAP0] == [0, 1]
 
 
 async def test_settle_waits_for_the_records_on_their_way() -> None:
