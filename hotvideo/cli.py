@@ -152,7 +152,15 @@ def replay(
     if settings.kafka_bootstrap is None:
         raise typer.BadParameter("set KAFKA_BOOTSTRAP to the broker your worker reads from")
     ensure_topics(settings.kafka_bootstrap, settings.topics, settings.partitions)
-    n = run_replay(records, settings.kafka_bootstrap, settings.topics, speed=pace, since=first, until=end)
+    n = run_replay(
+        records,
+        settings.kafka_bootstrap,
+        settings.topics,
+        speed=pace,
+        since=first,
+        until=end,
+        kind=settings.broker_kind,
+    )
     typer.echo(f"published {n} events")
 
 

@@ -13,13 +13,14 @@ from typing import Any
 
 import faust
 
+from broker.quirks import QUIRKS
 from core.settings import Settings
 from model.registry import ModelBundle, load_promoted
 from sink.writer import PredictionSink
 from stream.checkpoint import Checkpointer, Records, StateCache
 from stream.commit import BatchCommit, ChangelogWrites, Emitter
 from stream.faust_internals import table_store
-from stream.lane import FETCH_MAX_WAIT_MS, Lane, install_lane
+from stream.lane import Lane, install_lane
 from stream.loop import ScoringLoop, TopicEmitter
 from stream.pages import add_pages
 from stream.profiles import ProfileReader
@@ -39,7 +40,7 @@ def create_app(
 ) -> faust.App:
     """Build the worker app. `bundle` and `sink` default to the promoted model and configured stores;
     an `emitter` replaces the output topics and the broker (unit tests feed `app.score` directly)."""
-    topics = settings.topics
+    topics, quirks = settings.topics, QUIRKS[settings.broker_kind]
     app = faust.App(
         settings.worker_id,
         broker=f"kafka://{bootstrap}",
@@ -58,12 +59,10 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         topic_replication_factor=1,
         table_standby_replicas=0,
-        # Tansu under-reports end offsets (see stream/recovery.py), so a changelog offset Faust already
-        # read can exceed the "highwater"; the check guards RocksDB files, and we keep state in memory.
-        recovery_consistency_check=False,
+        recovery_consistency_check=quirks.recovery_consistency_check,
     )
     lane = Lane(topics.snapshot, topics.hotlist)
-    install_lane(app, lane, FETCH_MAX_WAIT_MS)
+    install_lane(app, lane, quirks.fetch_wait_ms)
     headers = app.Table("video_state", default=None, key_type=bytes, partitions=settings.partitions)
     rows = app.Table("video_rows", default=None, key_type=bytes, partitions=settings.partitions)
     # The cache writes the tables' stores and changelogs itself, once per batch and to the partition
@@ -78,7 +77,9 @@ def create_app(
     model = bundle if bundle is not None else load_promoted(settings.model_dir)
     on_broker = emitter is None
     uploaders = ProfileReader(bootstrap if on_broker else None, topics.profile)
-    restorer = Restorer(app, bootstrap, topics.snapshot, checkpointer, headers, rows)
+    restorer = Restorer(
+        app, bootstrap, topics.snapshot, checkpointer, headers, rows, quirks.read_changelogs_to_end
+    )
     out = (
         emitter
         if emitter is not None

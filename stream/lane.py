@@ -14,11 +14,11 @@ agent too, and Faust's per-message reference count acks it once both are done.
 
 The consumer reaches Faust's internals only through `FencedConsumer` (stream/faust_internals.py).
 
-It also sets the worker consumer's fetch wait to FETCH_MAX_WAIT_MS instead of the 1.5 s Faust
-hard-codes: a broker may hold a fetch until its wait runs out even when data has arrived. The embedded
-broker (Tansu) does (measured: p50 produce-to-consume 450 ms at a 1.5 s wait), and each
-hop of the flow (snapshot -> scoring, prediction -> sinks) costs up to the whole wait. Real Kafka
-answers as soon as data arrives, so a short wait costs it only a few more idle fetches.
+It also sets the worker consumer's fetch wait (`Quirks.fetch_wait_ms`, broker/quirks.py) instead of
+the 1.5 s Faust hard-codes: a broker may hold a fetch until its wait runs out even when data has
+arrived. The embedded broker (Tansu) does (measured: p50 produce-to-consume 450 ms at a 1.5 s wait),
+and each hop of the flow (snapshot -> scoring, prediction -> sinks) costs up to the whole wait, so it
+gets 10 ms; Kafka answers as soon as data arrives and keeps its own default.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from stream.faust_internals import FencedConsumer, use_consumer
 
 log = get_logger(__name__)
 
-FETCH_MAX_WAIT_MS = 10
 QUEUED_FETCHES = 8
 """Fetches waiting for the scoring loop before the fetch loop waits: backpressure."""
 
