@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     worker_id: str = Field(default="hotvideo-worker", description="Faust app id / consumer group")
     web_port: int = Field(default=6066, ge=1, le=65535, description="Faust worker web port")
     web_host: str = Field(default="127.0.0.1", description="worker web bind address (0.0.0.0 in a container)")
+    web_table_pages: bool = Field(
+        default=False, description="serve Faust's /table/ and /router/ pages (they show any key's state)"
+    )
     worker_session_timeout_s: float = Field(
         default=10.0, gt=0, description="Kafka session timeout: how long a dead worker keeps its partitions"
     )

@@ -22,7 +22,7 @@ from stream.commit import BatchCommit, ChangelogWrites, Emitter
 from stream.faust_internals import table_store
 from stream.lane import Lane, install_lane
 from stream.loop import ScoringLoop, TopicEmitter
-from stream.pages import add_pages
+from stream.pages import add_pages, web_options
 from stream.profiles import ProfileReader
 from stream.recovery import Restorer
 from stream.scoring import Scorer
@@ -48,8 +48,7 @@ def create_app(
         topic_partitions=settings.partitions,
         key_serializer="raw",
         value_serializer="raw",
-        web_port=settings.web_port,
-        web_host=settings.web_host,
+        **web_options(settings),
         broker_session_timeout=settings.worker_session_timeout_s,
         broker_heartbeat_interval=min(1.0, settings.worker_session_timeout_s / 3),
         broker_commit_interval=1.0,

@@ -15,6 +15,23 @@ WorkerView = Callable[[], dict[str, Any]]
 """This worker's counters, as the scoring loop keeps them."""
 
 
+def web_options(settings: Settings) -> dict[str, Any]:
+    """The Faust app's web server settings: where it listens, and which of Faust's own pages it serves.
+
+    Faust listens on `web_bind` (default 0.0.0.0, every interface); `web_host` only names the server
+    in URLs it builds. Both come from `WEB_HOST`, so a worker listens on loopback unless told
+    otherwise. Faust's table and router pages (`/table/{name}/{key}/`, `/router/…`) show any key's
+    state to whoever can reach the port, so they are off unless `WEB_TABLE_PAGES` asks for them.
+    """
+    return {
+        "web_port": settings.web_port,
+        "web_host": settings.web_host,
+        "web_bind": settings.web_host,
+        "web_tables_enabled": settings.web_table_pages,
+        "web_router_enabled": settings.web_table_pages,
+    }
+
+
 def add_pages(app: faust.App, settings: Settings, bootstrap: str, worker_view: WorkerView) -> None:
     """Register `/stats/` and `/health/` on the app's web server."""
     tracker = Tracker(settings.health_stuck_after_s)
