@@ -6,10 +6,11 @@ connection keeps each partition in send order across retries; after a run of hot
 refresh) the producer is flushed before anything else is sent, so no later snapshot reaches the broker
 before the label that precedes it in event time.
 
-Delivery is at least once, not idempotent. The embedded broker's durable store counts an idempotent
-producer's sequence number before it stores the batch; stopped in between, it answers the retry
-"duplicate", which producers take for success, and the batch is lost. A plain retry stores the batch
-(at worst twice), and the worker ignores a snapshot it already holds.
+Delivery is at least once. On the embedded broker (Tansu) it is not idempotent: its durable store
+counts an idempotent producer's sequence number before it stores the batch; stopped in between, it
+answers the retry "duplicate", which producers take for success, and the batch is lost. A plain retry
+stores the batch (at worst twice), and the worker ignores a snapshot it already holds. On Apache Kafka
+the producer is idempotent (`BROKER_KIND`, broker/quirks.py).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from collections.abc import Iterable
 from kafka import KafkaProducer
 from tqdm import tqdm
 
+from broker.quirks import QUIRKS
 from core.events import HotListEntry
 from core.logs import get_logger
-from core.settings import Topics
+from core.settings import BrokerKind, Topics
 
 log = get_logger(__name__)
 
@@ -31,11 +33,12 @@ _TS = re.compile(rb'[{,]\s*"ts"\s*:\s*(\d+)')
 """The event time of a value without decoding it (inside JSON strings quotes are escaped)."""
 
 
-def _producer(bootstrap: str) -> KafkaProducer:
+def make_producer(bootstrap: str, kind: BrokerKind) -> KafkaProducer:
+    """The publisher's producer for a broker of `kind` (idempotent on Kafka only, see the docstring)."""
     return KafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
-        enable_idempotence=False,  # see the module docstring: a retry must store, never be waved off
+        enable_idempotence=QUIRKS[kind].idempotent_producer,
         max_in_flight_requests_per_connection=1,
         linger_ms=5,
         batch_size=256 * 1024,
@@ -58,6 +61,7 @@ def publish(
     topics: Topics,
     progress: bool = True,
     total: int | None = None,
+    kind: BrokerKind = "tansu",
 ) -> int:
     """Send every record to the topic `topics` names for its field, in order; return how many were sent.
 
@@ -65,7 +69,7 @@ def publish(
     records the broker did not acknowledge.
     """
     names = topics.model_dump()
-    producer = _producer(bootstrap)
+    producer = make_producer(bootstrap, kind)
     errors: list[Exception] = []
     count = 0
     hot_pending = False
@@ -90,9 +94,11 @@ def publish(
     return count
 
 
-def publish_raw(topic: str, key: bytes | None, value: bytes, *, bootstrap: str) -> None:
+def publish_raw(
+    topic: str, key: bytes | None, value: bytes, *, bootstrap: str, kind: BrokerKind = "tansu"
+) -> None:
     """Send one message of arbitrary bytes to a Kafka topic name (tests inject malformed input)."""
-    producer = _producer(bootstrap)
+    producer = make_producer(bootstrap, kind)
     try:
         producer.send(topic, value=value, key=key).get(timeout=30)
     finally:

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.reference import MAIN_ZONES
+
+BrokerKind = Literal["tansu", "kafka"]
+"""The embedded broker (Tansu) or Apache Kafka: which broker workarounds apply (broker/quirks.py)."""
 
 
 class Topics(BaseSettings):
@@ -95,6 +99,9 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(
         default=None, description="host:port of Kafka; unset: the running stack of DATA_DIR"
     )
+    broker_kind: BrokerKind = Field(
+        default="tansu", description="tansu or kafka: which broker workarounds apply (broker/quirks.py)"
+    )
     redis_url: str | None = Field(default=None, description="redis://…; unset: the running stack of DATA_DIR")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL (mysql+pymysql://…); unset uses SQLite"
@@ -112,6 +119,9 @@ class Settings(BaseSettings):
     worker_id: str = Field(default="hotvideo-worker", description="Faust app id / consumer group")
     web_port: int = Field(default=6066, ge=1, le=65535, description="Faust worker web port")
     web_host: str = Field(default="127.0.0.1", description="worker web bind address (0.0.0.0 in a container)")
+    web_table_pages: bool = Field(
+        default=False, description="serve Faust's /table/ and /router/ pages (they show any key's state)"
+    )
     worker_session_timeout_s: float = Field(
         default=10.0, gt=0, description="Kafka session timeout: how long a dead worker keeps its partitions"
     )

@@ -65,7 +65,14 @@ def run_bench(settings: Settings, opts: BenchOptions) -> dict[str, Any]:
     figures: dict[str, Any] = {"snapshots": snapshots, "messages": len(records)}
     with services(settings) as svc:
         ensure_topics(svc.kafka_bootstrap, topics, settings.partitions)
-        publish(iter(records), svc.kafka_bootstrap, topics, progress=True, total=len(records))
+        publish(
+            iter(records),
+            svc.kafka_bootstrap,
+            topics,
+            progress=True,
+            total=len(records),
+            kind=settings.broker_kind,
+        )
         figures["raw_consumer_eps"] = asyncio.run(raw_consumer_eps(svc.kafka_bootstrap, topics.snapshot))
         figures["naive_faust_eps"] = worker_eps(settings, svc, run, "naive", snapshots)
         figures["worker_eps"] = worker_eps(settings, svc, run, "worker", len(records), keep=True)

@@ -152,7 +152,9 @@ def replay(
     settings = get_settings()
     bootstrap = attach_or_exit(settings, ("kafka",)).kafka_bootstrap
     ensure_topics(bootstrap, settings.topics, settings.partitions)
-    n = run_replay(records, bootstrap, settings.topics, speed=pace, since=first, until=end)
+    n = run_replay(
+        records, bootstrap, settings.topics, speed=pace, since=first, until=end, kind=settings.broker_kind
+    )
     typer.echo(f"published {n} events")
 
 

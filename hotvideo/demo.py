@@ -72,6 +72,7 @@ def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, Any]:
                 settings.topics,
                 progress=True,
                 total=None,
+                kind=settings.broker_kind,
             )
             wait_for_worker(settings, svc, worker, opts.timeout_s)
             summary = summarize(settings, svc, published)

@@ -31,7 +31,7 @@ from broker.produce import event_time_ms, publish
 from core.events import Event, HotListEntry, Snapshot, UpProfile
 from core.logs import get_logger
 from core.reference import BEIJING
-from core.settings import Topics
+from core.settings import BrokerKind, Topics
 from ingest.collect import parse
 from ingest.collect.collectors import replay_raw
 from ingest.eventlog import is_log, read_log
@@ -367,9 +367,10 @@ def replay(
     since: int | None = None,
     until: int | None = None,
     progress: bool = True,
+    kind: BrokerKind = "tansu",
 ) -> int:
     """Publish records in order, within [since, until), paced at `speed` × real time; return the count."""
     stream = with_progress(paced(in_range(records, since, until), speed), None, progress)
-    count = publish(stream, bootstrap, topics, progress=False)
+    count = publish(stream, bootstrap, topics, progress=False, kind=kind)
     log.info("replayed", records=count, speed=speed or "max")
     return count

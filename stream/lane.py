@@ -12,34 +12,31 @@ its state written. Everything else stays Faust's: group membership and rebalance
 A hot-list record is also read by the hot-list sink agent; it goes through Faust's usual path to that
 agent too, and Faust's per-message reference count acks it once both are done.
 
-It also sets the worker consumer's fetch wait to FETCH_MAX_WAIT_MS instead of the 1.5 s Faust
-hard-codes: a broker may hold a fetch until its wait runs out even when data has arrived. The embedded
-broker (Tansu) does (measured: p50 produce-to-consume 450 ms at a 1.5 s wait), and each
-hop of the flow (snapshot -> scoring, prediction -> sinks) costs up to the whole wait. Real Kafka
-answers as soon as data arrives, so a short wait costs it only a few more idle fetches.
+The consumer reaches Faust's internals only through `FencedConsumer` (stream/faust_internals.py).
+
+It also sets the worker consumer's fetch wait (`Quirks.fetch_wait_ms`, broker/quirks.py) instead of
+the 1.5 s Faust hard-codes: a broker may hold a fetch until its wait runs out even when data has
+arrived. The embedded broker (Tansu) does (measured: p50 produce-to-consume 450 ms at a 1.5 s wait),
+and each hop of the flow (snapshot -> scoring, prediction -> sinks) costs up to the whole wait, so it
+gets 10 ms; Kafka answers as soon as data arrives and keeps its own default.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import faust
-from faust.transport.conductor import Conductor
-from faust.transport.consumer import CONSUMER_FETCHING
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.types import TP
-from faust.types.tuples import ack_lock
-from mode.utils.futures import notify
 
 from core.logs import get_logger
+from stream.faust_internals import FencedConsumer, use_consumer
 
 log = get_logger(__name__)
 
-FETCH_MAX_WAIT_MS = 10
 QUEUED_FETCHES = 8
 """Fetches waiting for the scoring loop before the fetch loop waits: backpressure."""
 
@@ -78,6 +75,11 @@ class Lane:
         self.consumer: LaneConsumer | None = None
         self.acking: set[asyncio.Task[None]] = set()
         """Scored batches waiting for their state records to be stored before their offsets are acked."""
+        self.last_acking: asyncio.Task[None] | None = None
+        self.stalled = False
+        """A batch's state records failed: no later batch is acked either until the partitions are
+        handed over (`clear`). Faust's commit would pass an unacked offset at the head of the acked
+        ones when it is a single one, or when the partition has no commit yet."""
 
     async def take(self) -> list[LaneBatch]:
         """Wait for a fetch, then take every fetch already queued behind it (one bigger batch)."""
@@ -92,19 +94,26 @@ class Lane:
         Faust produces a changelog record later, from its producer buffer, and its flush before a
         commit gives up on a buffer that does not drain within 0.1 s (a busy loop); acking only once
         the broker stored the records keeps every commit behind the state it stands for. The scoring
-        loop goes on meanwhile. If a record fails, the batches stay unacked: they are read again from
-        the last commit, by this worker after a restart or by the partitions' next owner.
+        loop goes on meanwhile. Batches are acked in the order they were scored. If a record fails,
+        neither its batch nor any later one is acked (`stalled`): they are read again from the last
+        commit, by the partitions' next owner or by this worker after a restart.
         """
-        task = asyncio.create_task(self._ack_when_done(batches, stored))
+        task = asyncio.create_task(self._ack_when_done(batches, stored, self.last_acking))
+        self.last_acking = task
         self.acking.add(task)
         task.add_done_callback(self.acking.discard)
 
-    async def _ack_when_done(self, batches: list[LaneBatch], stored: list[Any]) -> None:
+    async def _ack_when_done(
+        self, batches: list[LaneBatch], stored: list[Any], before: asyncio.Task[None] | None
+    ) -> None:
         try:
             await asyncio.gather(*stored)
         except Exception as exc:
-            log.error("state records not stored; the batch will be read again", error=repr(exc))
-        else:
+            self.stalled = True
+            log.error("state records not stored; no offset is acked until a rebalance", error=repr(exc))
+        if before is not None:
+            await asyncio.wait({before})  # in order: a failure before this batch stalls it too
+        if not self.stalled:
             self.ack(batches)
 
     async def settle(self) -> None:
@@ -123,60 +132,24 @@ class Lane:
                 consumer.ack_offsets(tp, [r.offset for r in records])
 
     def clear(self) -> None:
-        """Drop queued fetches (on revocation: the partitions' next owner reads them from the commit)."""
+        """Drop queued fetches and ack again (on revocation, once settled: the partitions' next owner,
+        maybe this worker, reads everything not acked from the last commit)."""
         while not self.queue.empty():
             self.queue.get_nowait()
+        self.stalled = False
 
 
-class _ShortWaitThread(AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by aiokafka when the consumer starts
-        return consumer
+class LaneConsumer(FencedConsumer):
+    """The worker's consumer: the lane's topics a fetch at a time to the lane, the rest as Faust does."""
 
+    lane: Lane
+    """Set per app by `install_lane`."""
 
-class LaneConsumer(Consumer):
-    """Faust's aiokafka consumer with a short fetch wait, delivering the lane's topics in batches."""
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lane.consumer = self
 
-    lane: Lane | None = None
-
-    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
-        return _ShortWaitThread(self, loop=self.loop, beacon=self.beacon)
-
-    def ack_offsets(self, tp: TP, offsets: list[int]) -> None:
-        """`Consumer.ack` for many offsets of one partition, with no `Message` objects (same bookkeeping)."""
-        with ack_lock:
-            committed = self._committed_offset[tp]
-            index, acked = self._acked_index[tp], self._acked[tp]
-            for offset in offsets:
-                if (committed is None or offset >= committed) and offset not in index:
-                    index.add(offset)
-                    acked.append(offset)
-                    self._n_acked += 1
-            notify(self._waiting_for_ack)
-
-    async def _drain_messages(self, fetcher: Any) -> None:  # the fetch loop: Faust's, batch-wise
-        consumer_should_stop, fetcher_should_stop = self._stopped.is_set, fetcher._stopped.is_set
-        try:
-            while not (consumer_should_stop() or fetcher_should_stop()):
-                self.diag.set_flag(CONSUMER_FETCHING)
-                records, active = await self._wait_next_records(1.0)
-                await self.sleep(0)  # as Faust does: getmany may return at once, again and again
-                if records and not self.should_stop:
-                    await self._deliver(records, active)
-                self.diag.unset_flag(CONSUMER_FETCHING)
-        except self.consumer_stopped_errors:
-            if self.transport.app.should_stop:
-                return
-            raise
-        except asyncio.CancelledError:
-            if self.transport.app.should_stop:
-                return
-            raise
-        finally:
-            self.diag.unset_flag(CONSUMER_FETCHING)
-
-    async def _deliver(self, records: Mapping[TP, list[Any]], active: set[TP] | None) -> None:
+    async def deliver(self, records: Mapping[TP, list[Any]], active: set[TP] | None) -> None:
         if not self.flow_active:
             await self.perform_seek()  # what Faust's getmany does when flow stopped under a fetch
             return
@@ -184,83 +157,43 @@ class LaneConsumer(Consumer):
         generation = self.app.consumer_generation_id
         batch, rest = LaneBatch(), {}
         for tp, tp_records in records.items():
-            if active is not None and tp not in active and tp not in self._buffered_partitions:
+            if active is not None and tp not in active and not self.is_buffered(tp):
                 continue
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-            fresh = await self._unread(tp, tp_records)
+            fresh = await self.unread(tp, tp_records)
             if not fresh:
                 continue
-            if lane is not None and tp.topic == lane.snapshot_topic:
+            if tp.topic == lane.snapshot_topic:
                 batch.snapshots[tp] = fresh
-            elif lane is not None and tp.topic == lane.hotlist_topic:
+            elif tp.topic == lane.hotlist_topic:
                 batch.hot += await self._share_hot(tp, fresh)
             else:
                 rest[tp] = fresh
-        if batch and lane is not None:
+        if batch:
             await self.wait_first(lane.queue.put(batch), self.suspend_flow.wait())
-        await self._deliver_each(rest, generation)
-
-    async def _unread(self, tp: TP, records: list[Any]) -> list[Any]:
-        """Records past the partition's read offset; gaps in the offsets are noted for commits."""
-        last = self._read_offset[tp]
-        fresh = [r for r in records if last is None or r.offset >= last]
-        if fresh and self.app.topics.acks_enabled_for(tp.topic):
-            previous = last
-            for record in fresh:
-                if previous is not None and record.offset - previous > 1:
-                    await self._add_gap(tp, previous + 1, record.offset)
-                previous = record.offset
-        if fresh:
-            self._read_offset[tp] = fresh[-1].offset
-        return fresh
+        await self.deliver_each(rest, generation)
 
     async def _share_hot(self, tp: TP, records: list[Any]) -> list[Any]:
         """Hot-list records as Faust messages: the lane holds one reference, Faust's agents the rest."""
-        others = self._other_channels(tp)
-        handler = self._conductor()._build_handler(tp, others) if others else None
+        others = {c for c in self.channels(tp) if not getattr(c, "is_lane", False)}
+        handler = self.handler(tp, others) if others else None
         messages = []
         for record in records:
-            message = self._to_message(tp, record)
+            message = self.to_message(tp, record)
             message.incref()
             if handler is not None:
                 await self.wait_first(handler(message), self.suspend_flow.wait())
             messages.append(message)
         return messages
 
-    def _other_channels(self, tp: TP) -> set[Any]:
-        """The Faust channels reading tp besides the lane's own topic (the hot-list sink agent)."""
-        channels = self._conductor()._tp_index.get(tp, ())
-        return {c for c in channels if not getattr(c, "is_lane", False)}
 
-    def _conductor(self) -> Conductor:
-        return cast(Conductor, self.app.topics)
-
-    async def _deliver_each(self, records: Mapping[TP, list[Any]], generation: int) -> None:
-        """Every other topic (changelogs, profiles, predictions) message by message, as Faust does."""
-        callback, to_message = self.callback, self._to_message
-        commit_every = self._commit_every
-        for tp, record in self.scheduler.iterate(records):
-            if not self.flow_active or self.app.consumer_generation_id != generation:
-                break
-            if commit_every is not None and self._n_acked >= commit_every:
-                self._n_acked = 0
-                await self.commit()
-            await self.wait_first(callback(to_message(tp, record)), self.suspend_flow.wait())
-
-
-def install_lane(app: faust.App, lane: Lane) -> Callable[[], None]:
+def install_lane(app: faust.App, lane: Lane, fetch_wait_ms: int | None) -> None:
     """Make the app's consumer a `LaneConsumer` feeding `lane`; subscribe the lane's topics.
 
-    Returns the hook to call once the consumer exists (on worker start), which links it to the lane.
+    `fetch_wait_ms`: the worker consumer's fetch wait (None: Faust's 1.5 s).
     """
     topic = app.topic(*sorted(lane.topics), key_type=bytes, value_type=bytes)
     topic.is_lane = True  # type: ignore[attr-defined]  # told apart from the hot-list sink's channel
     app.topics.add(topic)
-    app.transport.Consumer = LaneConsumer  # type: ignore[misc]  # per app, not for every app
-
-    def link() -> None:
-        consumer = app.consumer
-        assert isinstance(consumer, LaneConsumer)
-        consumer.lane, lane.consumer = lane, consumer
-
-    return link
+    attributes = {"lane": lane, "fetch_wait_ms": fetch_wait_ms, "__module__": __name__}
+    use_consumer(app, type("LaneConsumer", (LaneConsumer,), attributes))

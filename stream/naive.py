@@ -11,7 +11,8 @@ from typing import Any
 import faust
 
 from core.settings import Settings, get_settings
-from stream.app import Progress
+from stream.loop import Progress
+from stream.pages import web_options
 
 
 class NaiveSnapshot(faust.Record, serializer="json"):
@@ -35,8 +36,7 @@ def create_naive_app(settings: Settings, bootstrap: str) -> faust.App:
         broker=f"kafka://{bootstrap}",
         store="memory://",
         topic_partitions=settings.partitions,
-        web_port=settings.web_port,
-        web_host="127.0.0.1",
+        **web_options(settings),
         broker_session_timeout=10.0,
         consumer_auto_offset_reset="earliest",
         topic_replication_factor=1,

@@ -6,11 +6,11 @@ changes (up to a few hundred records with batched produce requests) would be mis
 or a failover on the embedded broker. And the `Checkpointer`'s watermarks and wake-up queues live in
 memory only: without a rebuild a video whose snapshots stopped would never fire on its new worker.
 
-So, before the scoring agent absorbs the first batch after an assignment, `Restorer` reads the rest of
-each changelog partition (from where Faust stopped to the fetch's high watermark, which is right on
-both brokers; on Apache Kafka this reads nothing), re-reads the small header changelog of the assigned
-partitions whole (which tells which partition each video belongs to), and hands that to
-`Checkpointer.restore`.
+So, before the scoring loop absorbs the first batch after an assignment, `Restorer` reads the rest of
+the row changelog's partitions (from where Faust stopped to the fetch's high watermark, which is right
+on both brokers) when the broker kind needs it (`Quirks.read_changelogs_to_end`: Tansu, not Apache
+Kafka), re-reads the small header changelog of the assigned partitions whole (which tells which
+partition each video belongs to), and hands that to `Checkpointer.restore`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 from broker.admin import Record, read_from
 from core.logs import get_logger
 from stream.checkpoint import Checkpointer
+from stream.faust_internals import recovered_offsets, table_store
 
 log = get_logger(__name__)
 
@@ -49,10 +50,12 @@ class Restorer:
         checkpointer: Checkpointer,
         headers: Any,
         rows: Any,
+        read_to_end: bool,
     ) -> None:
+        """`read_to_end`: Faust's recovery stops short of the changelogs' ends (`Quirks`)."""
         self.app, self.bootstrap, self.input_topic = app, bootstrap, input_topic
         self.checkpointer = checkpointer
-        self.headers, self.rows = headers, rows
+        self.headers, self.rows, self.read_to_end = headers, rows, read_to_end
         self.restored: frozenset[int] | None = None
         """Input partitions the checkpointer was last restored for; None: restore before the next batch."""
         self.last: dict[str, Any] = {}
@@ -78,11 +81,11 @@ class Restorer:
         if self.restored == partitions:
             return
         began = time.monotonic()
-        completed = self._complete(self.rows, partitions)
+        completed = self.complete_rows(partitions)
         header_records = read_from(
             self.bootstrap, self._changelog(self.headers), dict.fromkeys(partitions, 0)
         )
-        apply(self.headers.data, header_records)
+        apply(table_store(self.headers), header_records)
         owner = {r.key: r.partition for r in header_records if r.key is not None and r.value is not None}
         self.checkpointer.restore(partitions, owner)
         self.restored = partitions
@@ -95,18 +98,20 @@ class Restorer:
         }
         log.info("state restored", **self.last)
 
-    def _complete(self, table: Any, partitions: frozenset[int]) -> int:
-        """Apply the changelog records Faust's recovery did not reach; returns how many there were."""
+    def complete_rows(self, partitions: frozenset[int]) -> int:
+        """Apply the row changelog records Faust's recovery did not reach (when the broker kind makes
+        it stop short); returns how many there were."""
+        if not self.read_to_end:
+            return 0
+        table = self.rows
         topic = self._changelog(table)
-        reached = {
-            tp.partition: o for tp, o in self.app.tables.recovery.active_offsets.items() if tp.topic == topic
-        }
+        reached = recovered_offsets(self.app, topic)
         starts: dict[int, int] = {}
         for number in partitions:
             offset = reached.get(number)
             starts[number] = 0 if offset is None or offset < 0 else offset + 1
         records = read_from(self.bootstrap, topic, starts)
-        apply(table.data, records)
+        apply(table_store(table), records)
         return len(records)
 
     @staticmethod

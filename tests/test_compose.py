@@ -52,6 +52,7 @@ def test_app_services_wait_for_healthy_servers_and_use_them(compose: dict[str, A
     assert all(deps[s]["condition"] == "service_healthy" for s in ("kafka", "mysql", "redis"))
     env = service["environment"]
     assert env["KAFKA_BOOTSTRAP"] == "kafka:9092"
+    assert env["BROKER_KIND"] == "kafka", "Apache Kafka, not the embedded broker's workarounds"
     assert env["REDIS_URL"].startswith("redis://redis:6379")
     user, password, database = re.fullmatch(
         r"mysql\+pymysql://(\w+):(\w+)@mysql:3306/(\w+)", env["DATABASE_URL"]

@@ -53,7 +53,7 @@ class Collector:
     ) -> None:
         self.cfg = settings.collect
         self.root = settings.data_dir / "collect"
-        self.bootstrap = bootstrap
+        self.bootstrap, self.kind = bootstrap, settings.broker_kind
         self.topics = topics or settings.topics
         self.clock = clock
         self.stop_event = threading.Event()
@@ -116,6 +116,7 @@ class Collector:
                 self.bootstrap,
                 self.topics,
                 progress=False,
+                kind=self.kind,
             )
             for event in events:
                 self.published[event.topic_field] = self.published.get(event.topic_field, 0) + 1

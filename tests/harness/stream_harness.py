@@ -32,6 +32,9 @@ class Recorder:
     async def dead(self, letter: DeadLetter) -> None:
         self.letters.append(letter)
 
+    async def delivered(self) -> None:
+        """Recorded at once: nothing is on its way."""
+
 
 class Harness:
     def __init__(self, app: Any, recorder: Recorder, model_dir: Path) -> None:
