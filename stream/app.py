@@ -120,7 +120,7 @@ def create_app(
         restorer.invalidate()
 
     app.on_partitions_revoked.connect(forget_cached_state)  # type: ignore[arg-type]
-    add_pages(app, settings, bootstrap, loop.view)
+    add_pages(app, settings, bootstrap, loop.view, lambda: model.version)
     if with_sinks:
         add_sink_agents(app, settings, sink, loop.dead)
     return app

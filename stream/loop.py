@@ -18,6 +18,7 @@ from core.settings import Topics
 from stream.checkpoint import Checkpoint, Checkpointer
 from stream.commit import BatchCommit, Emitter
 from stream.lane import LaneBatch
+from stream.metrics import EVENTS_IN, count_dead, count_predictions
 from stream.profiles import ProfileReader
 from stream.recovery import Restorer
 from stream.scoring import Scorer
@@ -99,6 +100,7 @@ class ScoringLoop:
     async def dead(self, message: Any, reason: str) -> None:
         """A malformed message to the dead-letter topic, with the reason; the loop goes on."""
         self.checkpointer.stats["deadletter"] += 1
+        count_dead(message.topic, reason)
         log.warning("dead letter", topic=message.topic, offset=message.offset, reason=reason)
         await self.out.dead(
             DeadLetter.of(
@@ -137,6 +139,7 @@ class ScoringLoop:
             self.restorer.ensure()
         due: list[Checkpoint] = []
         for message in messages:
+            EVENTS_IN.labels(topic=message.topic).inc()
             try:
                 due += self.absorb(message)
             except BadEvent as exc:
@@ -144,7 +147,9 @@ class ScoringLoop:
         scored = [cp.as_of for cp in due if cp.status == "scored"]
         if scored:
             await self.uploaders.ready_for(max(scored), fetched_at)
-        for pred in self.scorer.predict(due):
+        predictions = self.scorer.predict(due)
+        count_predictions(predictions)
+        for pred in predictions:
             await self.out.prediction(pred)
         await self.commit.run(messages, batches)
         self.checkpointer.stats["messages"] += len(messages)

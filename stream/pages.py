@@ -1,4 +1,4 @@
-"""The worker's own web pages: `/stats/` (this worker's counters) and `/health/` (the group's verdict)."""
+"""The worker's own web pages: `/stats/` (its counters), `/health/` (the group's verdict), `/metrics`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import faust
 
 from broker.health import BrokerUnreachable, Tracker, report_within
 from core.settings import Settings
+from stream.metrics import Exposition, model_in_use
 
 WorkerView = Callable[[], dict[str, Any]]
 """This worker's counters, as the scoring loop keeps them."""
@@ -32,9 +33,23 @@ def web_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def add_pages(app: faust.App, settings: Settings, bootstrap: str, worker_view: WorkerView) -> None:
-    """Register `/stats/` and `/health/` on the app's web server."""
+def add_pages(
+    app: faust.App,
+    settings: Settings,
+    bootstrap: str,
+    worker_view: WorkerView,
+    model_version: Callable[[], str],
+) -> None:
+    """Register `/stats/`, `/health/` and `/metrics` on the app's web server."""
     tracker = Tracker(settings.health_stuck_after_s)
+    exposition = Exposition(settings, bootstrap)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        """Prometheus metrics (stream/metrics.py)."""
+        model_in_use(model_version())
+        body = await asyncio.to_thread(exposition.render)
+        return web.bytes(body, content_type=exposition.content_type.split(";")[0])
 
     @app.page("/stats/")
     async def stats_page(web: Any, request: Any) -> Any:

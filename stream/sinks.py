@@ -16,6 +16,7 @@ from core.events import BadEvent, DanmakuLine, Event, HotListEntry, Prediction, 
 from core.logs import get_logger
 from core.settings import Settings
 from sink.writer import Backoff, PredictionSink, log_retry
+from stream.metrics import EVENTS_IN
 
 log = get_logger(__name__)
 E = TypeVar("E", bound=Event)
@@ -58,15 +59,18 @@ async def write_until_done(what: str, write: Callable[[list[E]], None], items: l
 
 
 async def store(
-    stream: Any, model: type[E], write: Callable[[list[E]], None], dead: DeadLetters | None
+    stream: Any, model: type[E], write: Callable[[list[E]], None], dead: DeadLetters | None, topic: str | None
 ) -> None:
     """A sink agent's loop: take a batch, write it, and only then acknowledge it.
 
+    `topic` names the input for the `hotvideo_events_in` count (None: the scoring loop counts it).
     `noack_take` leaves acknowledging to us, so neither an outage, an error the sink does not
     retry, nor a shutdown in the middle of a write lets the committed offset pass an unwritten
     batch (`take_events` acknowledges a batch when the agent stops, written or not).
     """
     async for events in stream.noack_take(SINK_BATCH, within=SINK_WITHIN_S):
+        if topic is not None:
+            EVENTS_IN.labels(topic=topic).inc(len(events))
         items = await valid(model, events, dead)
         await write_until_done(model.__name__, write, items)
         for event in events:
@@ -92,20 +96,20 @@ def add_sink_agents(
     @app.agent(topic(topics.prediction), name="sink-predictions")
     async def sink_predictions(stream: Any) -> None:
         """Predictions into Redis, then SQL, in batches."""
-        await store(stream, Prediction, lambda batch: get_sink().write(batch), dead)
+        await store(stream, Prediction, lambda batch: get_sink().write(batch), dead, topics.prediction)
 
     @app.agent(topic(topics.profile), name="sink-profiles")
     async def sink_profiles(stream: Any) -> None:
         """UP profiles into `up_profile`."""
-        await store(stream, UpProfile, lambda batch: get_sink().write_profiles(batch), dead)
+        await store(stream, UpProfile, lambda batch: get_sink().write_profiles(batch), dead, topics.profile)
 
     @app.agent(topic(topics.hotlist), name="sink-hotlist")
     async def sink_hotlist(stream: Any) -> None:
         """The collected hot-list set (seed 001's positives) into `hot_entry`; the scoring loop
         already dead-letters malformed sightings."""
-        await store(stream, HotListEntry, lambda batch: get_sink().write_hot_entries(batch), None)
+        await store(stream, HotListEntry, lambda batch: get_sink().write_hot_entries(batch), None, None)
 
     @app.agent(topic(topics.danmaku), name="sink-danmaku")
     async def sink_danmaku(stream: Any) -> None:
         """Danmaku lines into `danmaku` (the word cloud's text)."""
-        await store(stream, DanmakuLine, lambda batch: get_sink().write_danmaku(batch), dead)
+        await store(stream, DanmakuLine, lambda batch: get_sink().write_danmaku(batch), dead, topics.danmaku)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from broker.admin import ensure_topics, read_all
 from broker.embedded import EmbeddedBroker
@@ -29,6 +30,13 @@ def fake() -> Iterator[FakeBilibili]:
     yield server
     server.stop()
     assert not server.violations, server.violations  # UA, buvid and signatures were right throughout
+
+
+def requests(code: str) -> float:
+    """`hotvideo_collector_requests_total` of the view endpoint with this code, so far."""
+    return (
+        REGISTRY.get_sample_value("hotvideo_collector_requests_total", {"endpoint": VIEW, "code": code}) or 0
+    )
 
 
 def per_second(times: list[float]) -> int:
@@ -60,8 +68,13 @@ def test_transient_errors_are_retried(fake: FakeBilibili, fault: int | str) -> N
     client = BiliClient(collect_settings(fake))
     bvid = fake.young[0].bvid
     fake.inject(VIEW, fault, fault)
+    counted = {code: requests(code) for code in ("0", "-412", "http 412", "http 500")}
     assert client.get(VIEW, {"bvid": bvid})["bvid"] == bvid
     assert [r.code for r in fake.calls(VIEW)][-1] == 0 and len(fake.calls(VIEW)) == 3
+    assert requests("0") == counted["0"] + 1 + (fault == "voucher") * 2  # a voucher answer is code 0
+    if fault in (-412, "http412", "http500"):
+        code = {-412: "-412", "http412": "http 412", "http500": "http 500"}[fault]
+        assert requests(code) == counted[code] + 2
     fake.inject(VIEW, *[fault] * 10)
     with pytest.raises(GaveUp, match="after 4 retries"):
         client.get(VIEW, {"bvid": bvid})

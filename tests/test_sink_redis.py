@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 from sqlalchemy import make_url
 
 from core.events import Prediction, parse_event
@@ -246,11 +247,16 @@ def test_write_gives_up_after_max_attempts(sqlite_url: str) -> None:
     sink = PredictionSink(
         SqlStore(sqlite_url), redis_store(redis_client_at(dead_port)), max_attempts=3, base_delay_s=0.01
     )
+    retries_before = (
+        REGISTRY.get_sample_value("hotvideo_sink_retries_total", {"what": "redis predictions"}) or 0
+    )
     started = time.monotonic()
     with pytest.raises(redis.ConnectionError):
         sink.write([make_prediction(1)])
     assert time.monotonic() - started < 5
     assert sink.sql.count_predictions() == 0  # Redis goes first; the batch stops there
+    retries = REGISTRY.get_sample_value("hotvideo_sink_retries_total", {"what": "redis predictions"})
+    assert retries == retries_before + 2, "two failed attempts were retried, the third gave up"
 
 
 def test_only_connection_errors_are_retried() -> None:

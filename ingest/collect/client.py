@@ -20,12 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client import Counter
 
 from core.logs import get_logger
 from core.settings import CollectSettings
 from ingest.collect import wbi
 
 log = get_logger(__name__)
+
+REQUESTS = Counter(
+    "hotvideo_collector_requests",
+    "Requests to the Bilibili API, by endpoint and answer code: Bilibili's (0 is success), or "
+    "`http <status>`, `not json`, `transport`",
+    ["endpoint", "code"],
+)
 
 USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -189,8 +197,11 @@ class BiliClient:
             try:
                 status, text = self._fetch(path, params, signed=signed, space=space, login=login)
             except httpx.TransportError as exc:
+                REQUESTS.labels(endpoint=path, code="transport").inc()
                 last = BiliError(path, -1, f"transport error {type(exc).__name__}: {exc}")
                 continue
+            if status != 200:
+                REQUESTS.labels(endpoint=path, code=f"http {status}").inc()
             if status == 412 or status >= 500:
                 last = BiliError(path, -412 if status == 412 else status, f"HTTP {status}")
                 continue
@@ -199,8 +210,10 @@ class BiliClient:
             try:
                 body = json.loads(text)
             except ValueError:
+                REQUESTS.labels(endpoint=path, code="not json").inc()
                 raise BiliError(path, -2, f"not JSON: {text[:200]!r}") from None
             code = int(body.get("code", -2)) if isinstance(body, dict) else -2
+            REQUESTS.labels(endpoint=path, code=str(code)).inc()
             data = body.get("data") if isinstance(body, dict) else None
             message = str(body.get("message", "")) if isinstance(body, dict) else ""
             if code == 0 and isinstance(data, dict) and set(data) == {"v_voucher"}:
@@ -230,8 +243,10 @@ class BiliClient:
             try:
                 status, text = self._fetch(path, dict(params), xml=True)
             except httpx.TransportError as exc:
+                REQUESTS.labels(endpoint=path, code="transport").inc()
                 last = BiliError(path, -1, f"transport error {type(exc).__name__}: {exc}")
                 continue
+            REQUESTS.labels(endpoint=path, code=f"http {status}").inc()
             if status == 200:
                 return text
             last = BiliError(path, status, f"HTTP {status}")

@@ -18,6 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import prometheus_client
+
 from broker.admin import ensure_topics
 from broker.produce import publish
 from core.events import DanmakuLine, Event, HotListEntry, Snapshot
@@ -28,6 +30,10 @@ from ingest.collect.client import BiliClient, BiliError, Gone, RawArchive, iter_
 from ingest.collect.state import State
 
 log = get_logger(__name__)
+
+PUBLISHED = prometheus_client.Counter(
+    "hotvideo_collector_published", "Events the collectors published, by topic", ["topic"]
+)
 
 BATCH = 20
 """Videos, uploaders or danmaku handled per job run, so that no job starves the others."""
@@ -120,6 +126,7 @@ class Collector:
             )
             for event in events:
                 self.published[event.topic_field] = self.published.get(event.topic_field, 0) + 1
+                PUBLISHED.labels(topic=getattr(self.topics, event.topic_field)).inc()
         self.state.commit()
         return bool(events)
 
@@ -352,6 +359,8 @@ def run_collect(settings: Settings, bootstrap: str, seconds: float | None = None
     """`hotvideo collect`: ensure the topics, then collect into the broker at `bootstrap` until
     SIGINT/SIGTERM (or `seconds`)."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every request at INFO
+    if settings.collect.metrics_port:
+        prometheus_client.start_http_server(settings.collect.metrics_port, addr=settings.web_host)
     ensure_topics(bootstrap, settings.topics, settings.partitions)
     collector = Collector(settings, bootstrap)
     previous = signal.signal(signal.SIGTERM, lambda *_: collector.stop())
