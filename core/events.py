@@ -134,6 +134,29 @@ class DanmakuLine(Event):
         return self.bvid.encode()
 
 
+class Outcome(Event):
+    """Seed 001's label of a video, decided in event time (topic `bili.outcome`, key bvid).
+
+    Emitted when the video is first seen (label unknown), when it is first seen on a configured hot
+    list (1: final), when its label window T closes unseen (0), and again if a later sighting turns
+    that 0 into a 1.
+    """
+
+    topic_field: ClassVar[str] = "outcome"
+
+    bvid: Bvid
+    pubdate: EpochS
+    label: Literal[0, 1] | None = Field(
+        default=None, description="1 hot, 0 not hot through T, absent: unknown (not decided yet)"
+    )
+    hot_ts: EpochS | None = Field(default=None, description="the first sighting on a configured hot list")
+    source: HotSource | None = Field(default=None, description="the list of that first sighting")
+    covered_until: EpochS = Field(description="how far event time covered the window: min(now, pubdate+T)")
+
+    def key(self) -> bytes:
+        return self.bvid.encode()
+
+
 class EarlyMetrics(BaseModel):
     """Seed 001's `video_early_metrics` at the checkpoint: counts at as_of and two ratios."""
 
@@ -244,6 +267,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     HotListEntry,
     DanmakuLine,
     Prediction,
+    Outcome,
     DeadLetter,
 )
 

@@ -18,6 +18,10 @@ HORIZONS: dict[str, int] = dict(zip(get_args(Horizon), (3600, 3 * 3600, 6 * 3600
 MAX_HORIZON_S = max(HORIZONS.values())
 """The last checkpoint: nothing observed later than pubdate + this is needed for a prediction."""
 
+LABEL_WINDOW_S = 24 * 3600
+"""Seed 001's observation window T: a video never seen hot within it counts as a negative (unless a
+sighting comes later: any sighting makes a positive)."""
+
 COUNT_FIELDS: tuple[str, ...] = ("view", "like", "coin", "favorite", "reply", "danmaku", "share")
 """The counters of a video (`stat` in the API, a snapshot's counts), views first."""
 

@@ -12,7 +12,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.reference import MAIN_ZONES
+from core.events import HotSource
+from core.reference import LABEL_WINDOW_S, MAIN_ZONES
 
 BrokerKind = Literal["tansu", "kafka"]
 """The embedded broker (Tansu) or Apache Kafka: which broker workarounds apply (broker/quirks.py)."""
@@ -28,6 +29,7 @@ class Topics(BaseSettings):
     hotlist: str = "bili.hotlist"
     danmaku: str = "bili.danmaku"
     prediction: str = "bili.prediction"
+    outcome: str = "bili.outcome"
     deadletter: str = "bili.deadletter"
 
     @classmethod
@@ -61,7 +63,9 @@ class CollectSettings(BaseSettings):
     dense_interval_s: float = Field(default=300, gt=0, description="stat cadence in the dense window")
     dense_window_s: int = Field(default=6 * 3600, ge=0, description="dense cadence until this age")
     sparse_interval_s: float = Field(default=3600, gt=0, description="stat cadence after the dense window")
-    track_window_s: int = Field(default=24 * 3600, ge=1, description="label window T: tracking stops then")
+    track_window_s: int = Field(
+        default=LABEL_WINDOW_S, ge=1, description="label window T: tracking stops then"
+    )
     hotlist_interval_s: int = Field(default=1800, ge=1, description="popular and ranking/v2 refresh")
     weekly_interval_s: int = Field(default=6 * 3600, ge=1, description="每周必看 index check")
     precious_interval_s: int = Field(default=24 * 3600, ge=1, description="入站必刷 refresh")
@@ -114,6 +118,15 @@ class Settings(BaseSettings):
     partitions: int = Field(default=4, ge=1, description="partitions of every topic we create")
     checkpoint_grace_s: int = Field(
         default=600, ge=0, description="event-time wait past pubdate+h before a silent video fires"
+    )
+    label_window_s: int = Field(
+        default=LABEL_WINDOW_S, ge=3600, description="label window T: outcomes are decided at pubdate+T+grace"
+    )
+    label_sources: list[HotSource] = Field(
+        default=["popular", "weekly", "precious", "ranking"], description="hot lists that make a positive"
+    )
+    outcome_retention_s: int = Field(
+        default=7 * 86400, ge=0, description="event time a decided 0 still turns into 1 on a sighting"
     )
     redis_prefix: str = Field(default="hv:", description="prefix of every Redis key")
     redis_ttl_s: int = Field(default=7 * 86400, ge=60, description="TTL of per-video Redis keys")

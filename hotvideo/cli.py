@@ -164,22 +164,29 @@ def train(
     out: Annotated[Path | None, typer.Option(help="model directory (default MODEL_DIR)")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     n_boot: Annotated[int, typer.Option(min=0, help="bootstrap resamples of the metrics' intervals")] = 1000,
-    write_labels: Annotated[bool, typer.Option(help="also write video_label rows to DATABASE_URL")] = False,
+    write_labels: Annotated[
+        bool, typer.Option(help="also write video_label rows to DATABASE_URL, as the stream decides them")
+    ] = False,
 ) -> None:
-    """Train one model per horizon from an event log: ONNX models, metrics.json, model card; promote."""
+    """Train one model per horizon from an event log: ONNX models, metrics.json, model card; promote.
+
+    Labels follow LABEL_WINDOW_S and LABEL_SOURCES. `--write-labels` writes each video's label as the
+    worker decides it at the end of the same events (its window closed once the latest snapshot passed
+    pubdate + T + CHECKPOINT_GRACE_S): the rows `bili.outcome` gives after a replay of the log.
+    """
     from ingest.eventlog import read_events
     from model.dataset import datasets_from, observe
-    from model.labels import DEFAULT_WINDOW_S
     from model.train import train as train_models
 
     settings = get_settings()
-    observed = observe(read_events(events), DEFAULT_WINDOW_S)
+    observed = observe(read_events(events), settings.label_window_s, hot_sources=settings.label_sources)
     if write_labels:
         from sink.datasets import write_labels as store_labels
         from sink.sql import SqlStore
 
         store = SqlStore(settings.database_url or settings.sqlite_url)
-        typer.echo(f"wrote {store_labels(store, observed.labels())} video_label rows")
+        labels = observed.labels(grace_s=settings.checkpoint_grace_s)
+        typer.echo(f"wrote {store_labels(store, labels)} video_label rows")
         store.close()
     version = train_models(datasets_from(observed), out or settings.model_dir, seed=seed, n_boot=n_boot)
     typer.echo(f"promoted model version {version}")

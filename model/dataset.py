@@ -102,12 +102,20 @@ class Observed:
     final_views: dict[str, int] = field(default_factory=dict)
     """Largest view count seen within the label window (snapshots past 6 h included)."""
     observed_until: int = 0
+    snapshots_until: int = 0
+    """The latest snapshot time: the stream's event time (its watermark moves with snapshots only)."""
 
-    def labels(self) -> dict[str, Label]:
-        """Seed 001's label of every video seen in a snapshot."""
+    def labels(self, grace_s: int | None = None) -> dict[str, Label]:
+        """Seed 001's label of every video seen in a snapshot.
+
+        With `grace_s`, as the worker decides them at the end of the same events (`bili.outcome`): a
+        window closes once the latest snapshot passes pubdate + T + grace.
+        """
         pubdates = {bvid: hist.pubdate for bvid, hist in self.histories.items()}
         hot = {b: src for b, (_, src) in self.hot_source.items()}
-        return label_videos(pubdates, hot, self.observed_until, self.window_s)
+        if grace_s is None:
+            return label_videos(pubdates, hot, self.observed_until, self.window_s)
+        return label_videos(pubdates, hot, self.snapshots_until, self.window_s, grace_s)
 
 
 def observe(
@@ -129,6 +137,7 @@ def observe(
             hist.add(event)
             if event.ts <= hist.pubdate + window_s:
                 final_views[bvid] = max(event.view, final_views.get(bvid, 0))
+            obs.snapshots_until = max(obs.snapshots_until, event.ts)
         elif isinstance(event, HotListEntry):
             bvid, ts = event.bvid, event.ts
             obs.first_hot[bvid] = min(ts, obs.first_hot.get(bvid, ts))

@@ -8,10 +8,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from core.reference import zone_of
+from core.reference import LABEL_WINDOW_S, zone_of
 
-DEFAULT_WINDOW_S = 24 * 3600
-"""Observation window T: a video never seen hot within it counts as a negative."""
+DEFAULT_WINDOW_S = LABEL_WINDOW_S
+"""Observation window T of training and evaluation, unless they are given another."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,29 +24,33 @@ class Label:
     """How far the observation window was covered: min(observed_until, pubdate + window)."""
 
 
+def label_of(source: str | None, pubdate: int, observed_until: int, window_s: int, grace_s: int = 0) -> Label:
+    """One video's label as of event time `observed_until`: the rule training and the stream share.
+
+    Positive whenever the video was seen on a hot list (`source`), whatever the timing (seed 001
+    ignores the entry time); negative only once the window after publication, and `grace_s` past it,
+    was observed, since a younger video may still become hot; otherwise unknown.
+    """
+    covered = min(observed_until, pubdate + window_s)
+    if source is not None:
+        return Label(1, source, covered)
+    if observed_until >= pubdate + window_s + grace_s:
+        return Label(0, None, covered)
+    return Label(None, None, covered)
+
+
 def label_videos(
     pubdates: Mapping[str, int],
     hot_bvids: Mapping[str, str],
     observed_until: int,
     window_s: int,
+    grace_s: int = 0,
 ) -> dict[str, Label]:
-    """Label every video of `pubdates`; `hot_bvids` maps a hot bvid to the source it was seen on.
-
-    Positive whenever the video is in the hot set, whatever the timing (seed 001 ignores the entry
-    time); negative only once the whole window after publication was observed, since a younger
-    video may still become hot.
-    """
-    labels: dict[str, Label] = {}
-    for bvid, pubdate in pubdates.items():
-        covered = min(observed_until, pubdate + window_s)
-        source = hot_bvids.get(bvid)
-        if source is not None:
-            labels[bvid] = Label(1, source, covered)
-        elif observed_until >= pubdate + window_s:
-            labels[bvid] = Label(0, None, covered)
-        else:
-            labels[bvid] = Label(None, None, covered)
-    return labels
+    """Label every video of `pubdates`; `hot_bvids` maps a hot bvid to the source it was seen on."""
+    return {
+        bvid: label_of(hot_bvids.get(bvid), pubdate, observed_until, window_s, grace_s)
+        for bvid, pubdate in pubdates.items()
+    }
 
 
 class VideoRef(NamedTuple):

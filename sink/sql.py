@@ -36,6 +36,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    literal_column,
     make_url,
     select,
 )
@@ -44,7 +45,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 from sqlalchemy.sql.elements import ColumnElement, KeyedColumnElement
 
-from core.events import DanmakuLine, HotListEntry, Prediction, UpProfile
+from core.events import DanmakuLine, HotListEntry, Outcome, Prediction, UpProfile
 from core.reference import HORIZONS
 
 _MYSQL: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
@@ -215,6 +216,28 @@ def _newer(ts: str) -> Rule:
     return rule
 
 
+def _outcome(table: Table, new: Incoming) -> list[tuple[str, ColumnElement[Any]]]:
+    """Outcomes merge: a 1 is final (its first source kept), a known label beats an unknown one, and
+    coverage only grows; so an outcome delivered twice, or late, changes nothing it should not."""
+    label, stored = new["label"], table.c.label
+    one: ColumnElement[Any] = literal_column(
+        "1"
+    )  # no bound parameters in ON DUPLICATE KEY: PyMySQL's executemany forbids them
+    turns_hot = (label == one) & (func.coalesce(stored, literal_column("-1")) != one)
+    # MySQL evaluates ON DUPLICATE KEY assignments left to right: `label` goes last.
+    return [
+        ("label_source", case((turns_hot, new["label_source"]), else_=table.c.label_source)),
+        (
+            "covered_until",
+            case(
+                (new["covered_until"] > table.c.covered_until, new["covered_until"]),
+                else_=table.c.covered_until,
+            ),
+        ),
+        ("label", case(((label == one) | (stored == one), one), (label.is_not(None), label), else_=stored)),
+    ]
+
+
 def _upsert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], rule: Rule = _replace) -> None:
     """Insert `rows` (one executemany), resolving key conflicts by `rule`, in the dialect's syntax."""
     if not rows:
@@ -357,6 +380,20 @@ class SqlStore:
         with self.engine.begin() as conn:
             _upsert(conn, danmaku, rows, _fill)
 
+    def write_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        """The stream's labels (`bili.outcome`) into `video_label`, merged as `_outcome` says."""
+        rows = [
+            {
+                "bvid": o.bvid,
+                "label": o.label,
+                "label_source": o.source,
+                "covered_until": _utc(o.covered_until),
+            }
+            for o in outcomes
+        ]
+        with self.engine.begin() as conn:
+            _upsert(conn, video_label, rows, _outcome)
+
     def write_labels(self, labels: Sequence[VideoLabel]) -> None:
         """Seed 001's labels; a recomputed label replaces the stored one."""
         rows = [
@@ -370,6 +407,13 @@ class SqlStore:
         ]
         with self.engine.begin() as conn:
             _upsert(conn, video_label, rows)
+
+    def labels(self) -> list[dict[str, Any]]:
+        """Every `video_label` row, ordered by bvid."""
+        with self.engine.connect() as conn:
+            return [
+                dict(row) for row in conn.execute(select(video_label).order_by(video_label.c.bvid)).mappings()
+            ]
 
     def count_predictions(self) -> int:
         """Number of stored predictions."""

@@ -25,7 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from core.events import DanmakuLine, HotListEntry, Prediction, UpProfile
+from core.events import DanmakuLine, HotListEntry, Outcome, Prediction, UpProfile
 from core.logs import get_logger
 from core.settings import Settings
 from sink.redis_store import RedisStore
@@ -144,6 +144,11 @@ class PredictionSink:
         """Store hot-list sightings in SQL (retrying like `write`)."""
         if entries:
             self.backoff.run(lambda: self.sql.write_hot_entries(entries), "sql hot entries")
+
+    def write_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        """Store outcomes (seed 001's labels from the stream) in `video_label` (retrying like `write`)."""
+        if outcomes:
+            self.backoff.run(lambda: self.sql.write_outcomes(outcomes), "sql outcomes")
 
     def write_danmaku(self, lines: Sequence[DanmakuLine]) -> None:
         """Store danmaku lines in SQL (retrying like `write`)."""

@@ -72,6 +72,9 @@ def create_app(
             Records(table_store(headers), writes.of(headers)), Records(table_store(rows), writes.of(rows))
         ),
         grace_s=settings.checkpoint_grace_s,
+        window_s=settings.label_window_s,
+        label_sources=frozenset(settings.label_sources),
+        outcome_retention_s=settings.outcome_retention_s,
     )
     model = bundle if bundle is not None else load_promoted(settings.model_dir)
     on_broker = emitter is None
@@ -84,6 +87,7 @@ def create_app(
         if emitter is not None
         else TopicEmitter(
             app.topic(topics.prediction, key_type=bytes, value_type=bytes),
+            app.topic(topics.outcome, key_type=bytes, value_type=bytes),
             app.topic(topics.deadletter, key_type=bytes, value_type=bytes),
         )
     )

@@ -11,12 +11,13 @@ import heapq
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
-from core.events import HotListEntry, Snapshot
-from core.reference import HORIZONS, MAX_HORIZON_S
+from core.events import HotListEntry, HotSource, Outcome, Snapshot
+from core.reference import HORIZONS, LABEL_WINDOW_S, MAX_HORIZON_S
 from model.features import Row, VideoStatic
 from model.history import VideoHistory, row_of
+from model.labels import label_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,22 +36,32 @@ class Checkpoint:
 
 @dataclass(slots=True)
 class VideoState:
-    """What the table holds per bvid: the history, which horizons fired, the first hot sighting."""
+    """What the table holds per bvid: the history, which horizons fired, the first hot sightings and
+    the label decided so far."""
 
     history: VideoHistory | None = None
     fired: list[str] = field(default_factory=list)
     hot_ts: int | None = None
+    """The first sighting on any hot list: checkpoints at or after it are `already_hot`."""
     done: bool = False
     """All horizons fired: only a marker is kept (so late snapshots cannot re-fire) until expiry."""
+    label_hot: tuple[int, str] | None = None
+    """The first sighting on a hot list that makes a positive (`LABEL_SOURCES`): (ts, source)."""
+    decided: int | None = None
+    """The label emitted on `bili.outcome` once the window closed (None: not yet decided)."""
 
     def header(self) -> dict[str, Any]:
         """The video's record in the state table, without its snapshot rows (they have their own keys).
 
-        It changes a few times in a video's life (first snapshot, each horizon, a hot sighting), so
-        it is written rarely; a finished video keeps only its pubdate.
+        It changes a few times in a video's life (first snapshot, each horizon, a hot sighting, its
+        label), so it is written rarely; a finished video keeps only its pubdate and its label.
         """
+        label = {
+            "label_hot": None if self.label_hot is None else list(self.label_hot),
+            "decided": self.decided,
+        }
         if self.done and self.history is not None:
-            return {"done": True, "pubdate": self.history.pubdate, "hot_ts": self.hot_ts}
+            return {"done": True, "pubdate": self.history.pubdate, "hot_ts": self.hot_ts, **label}
         h = self.history
         return {
             "video": None
@@ -58,15 +69,18 @@ class VideoState:
             else {f: getattr(h, f) for f in ("pubdate", "mid", "tid", "tname", "duration", "title", "tags")},
             "fired": list(self.fired),  # a copy: callers compare headers before and after a change
             "hot_ts": self.hot_ts,
+            **label,
         }
 
     @classmethod
     def from_records(cls, header: dict[str, Any], rows: list[list[Any]]) -> VideoState:
         """Rebuild from the header and the row records `[ts, view, …, share, follower]` of one video."""
+        hot = header.get("label_hot")
+        label_hot = None if hot is None else (int(hot[0]), str(hot[1]))
+        decided, hot_ts = header.get("decided"), header.get("hot_ts")
         if header.get("done"):
-            return cls(
-                history=VideoHistory(pubdate=header["pubdate"]), done=True, hot_ts=header.get("hot_ts")
-            )
+            marker = VideoHistory(pubdate=header["pubdate"])
+            return cls(history=marker, done=True, hot_ts=hot_ts, label_hot=label_hot, decided=decided)
         video = header.get("video")
         history = None
         if video is not None:
@@ -76,7 +90,8 @@ class VideoState:
                 followers=[(r[0], r[8]) for r in rows if r[8] is not None],
                 **video,
             )
-        return cls(history=history, fired=list(header.get("fired", [])), hot_ts=header.get("hot_ts"))
+        fired = list(header.get("fired", []))
+        return cls(history=history, fired=fired, hot_ts=hot_ts, label_hot=label_hot, decided=decided)
 
     def as_of(self, horizon: str) -> int:
         assert self.history is not None
@@ -255,17 +270,33 @@ class Checkpointer:
 
     A checkpoint for horizon h fires once per video: when a snapshot with ts > pubdate + h arrives, or
     when the partition's watermark (the largest snapshot ts seen) passes pubdate + h + grace.
+
+    Outcomes (seed 001's label, `bili.outcome`) follow the same clock: a video is unknown when first
+    seen, a positive as soon as it is seen on a hot list of `label_sources` (seed 001 counts any
+    sighting), and a negative once the watermark reaches pubdate + T + grace unseen; a 0 still turns
+    into a 1 if a sighting comes within `outcome_retention_s`. The rule is `model.labels.label_of`,
+    the one offline labels use.
     """
 
     states: StateCache
     grace_s: int = 600
     retention_s: int = 86400
     """Event time a finished video's marker (or a hot-only sighting) is kept before it is dropped."""
+    window_s: int = LABEL_WINDOW_S
+    label_sources: frozenset[str] = frozenset(get_args(HotSource))
+    outcome_retention_s: int = 7 * 86400
+    """How long after its window closed a video's marker waits for a sighting that makes it a 1."""
     watermarks: dict[int, int] = field(default_factory=dict)
     queues: dict[int, list[tuple[int, str]]] = field(default_factory=dict)
     stats: Counter[str] = field(default_factory=Counter)
     moved: set[int] = field(default_factory=set)
     """Partitions whose watermark changed since the last `flush`."""
+    outcomes: list[Outcome] = field(default_factory=list)
+    """Outcomes decided since the last `take_outcomes`, in the order they were decided."""
+
+    def take_outcomes(self) -> list[Outcome]:
+        taken, self.outcomes = self.outcomes, []
+        return taken
 
     def flush(self, first_offsets: Mapping[int, int] | None = None) -> int:
         """Write the states (`StateCache.flush`) and each moved watermark, so a new owner resumes them."""
@@ -309,7 +340,11 @@ class Checkpointer:
         before = self._wakeup(state)
         fired: list[Checkpoint] = []
         new = state.history is None
-        if self._track(state, snap, partition):
+        tracked = self._track(state, snap, partition)
+        if new and state.history is not None:  # first seen (tracked, or a marker for its label only)
+            mark = max(self.watermarks.get(partition, 0), snap.ts)
+            self._decide(snap.bvid, state, mark)
+        if tracked:
             assert state.history is not None
             header = None if new else state.header()
             outcome = state.history.add(snap)
@@ -321,19 +356,58 @@ class Checkpointer:
             fired = self._fire(snap.bvid, state, before=snap.ts)
             if state.header() != header:
                 self._save(snap.bvid, state, partition, before)
+        elif new and state.history is not None:
+            self._save(snap.bvid, state, partition, before)
         return fired + self._advance(partition, snap.ts)
 
     def on_hot(self, entry: HotListEntry, partition: int) -> list[Checkpoint]:
-        """Remember the first hot-list sighting; checkpoints at or after it are `already_hot`."""
+        """Remember the first hot-list sightings; checkpoints at or after the first are `already_hot`,
+        and one on a labelling list makes the video a positive (turning a decided 0 into a 1)."""
         state = self.states.get(entry.bvid) or VideoState()
+        before = self._wakeup(state)
+        header = state.header()
         if state.hot_ts is None or entry.ts < state.hot_ts:
-            before = self._wakeup(state)
             state.hot_ts = entry.ts
+        sighting = (entry.ts, entry.source)
+        if entry.source in self.label_sources and (state.label_hot is None or sighting < state.label_hot):
+            state.label_hot = sighting  # the earliest, ties by source name: as offline labels pick it
+            if state.history is not None:  # a known video: a positive is final at once
+                self._decide(entry.bvid, state, self.watermarks.get(partition, 0))
+        if state.header() != header:
             self._save(entry.bvid, state, partition, before)
         return []
 
+    def _close_at(self, state: VideoState) -> int:
+        """Event time at which the video's label window closes (its outcome is decided)."""
+        assert state.history is not None
+        return state.history.pubdate + self.window_s + self.grace_s
+
+    def _decide(self, bvid: str, state: VideoState, mark: int) -> None:
+        """Emit the video's outcome as of watermark `mark` (`label_of`); remember a decided one."""
+        assert state.history is not None
+        pubdate = state.history.pubdate
+        hot_ts, source = state.label_hot if state.label_hot is not None else (None, None)
+        label = label_of(source, pubdate, mark, self.window_s, self.grace_s)
+        if label.value is not None:
+            state.decided = label.value
+        self.stats[f"outcome_{label.value}"] += 1
+        self.outcomes.append(
+            Outcome(
+                bvid=bvid,
+                pubdate=pubdate,
+                label=label.value,  # type: ignore[arg-type]  # 0, 1 or None
+                hot_ts=hot_ts,
+                source=source,  # type: ignore[arg-type]  # one of label_sources
+                covered_until=label.covered_until,
+            )
+        )
+
     def _track(self, state: VideoState, snap: Snapshot, partition: int) -> bool:
-        """Decide whether this snapshot belongs to a video we score; count the ones we do not."""
+        """Decide whether this snapshot belongs to a video we score; count the ones we do not.
+
+        A video first seen too late to score gets a finished marker all the same: its outcome is
+        still decided when its label window closes.
+        """
         if state.done:
             self.stats["after_done"] += 1
             return False
@@ -341,6 +415,7 @@ class Checkpointer:
             last_due = snap.pubdate + MAX_HORIZON_S
             if snap.ts > last_due or self.watermarks.get(partition, 0) > last_due + self.grace_s:
                 self.stats["untracked_old"] += 1
+                state.history, state.done = VideoHistory(pubdate=snap.pubdate), True
                 return False
             state.history = VideoHistory(pubdate=snap.pubdate)
         elif snap.pubdate != state.history.pubdate:
@@ -373,12 +448,21 @@ class Checkpointer:
         return Checkpoint(bvid, horizon, as_of, status, rows, static, state.history)
 
     def _wakeup(self, state: VideoState) -> int | None:
-        """Event time at which this video next needs attention without new input of its own."""
+        """Event time after which this video next needs attention without new input of its own: its
+        next checkpoint, its label window's close, or (finished and decided) its marker's expiry."""
         if state.history is None:
             return None if state.hot_ts is None else state.hot_ts + self.retention_s
-        if state.done:
-            return state.history.pubdate + MAX_HORIZON_S + self.retention_s
-        return state.as_of(state.unfired()[0]) + self.grace_s
+        due = []
+        if not state.done:
+            due.append(state.as_of(state.unfired()[0]) + self.grace_s)
+        if state.decided is None:
+            due.append(self._close_at(state) - 1)  # popped once the watermark reaches the close
+        if due:
+            return min(due)
+        return max(
+            state.history.pubdate + MAX_HORIZON_S + self.retention_s,
+            self._close_at(state) + self.outcome_retention_s,
+        )
 
     def _save(self, bvid: str, state: VideoState, partition: int, before: int | None) -> None:
         """Write the state; queue its wake-up only when it moved (one queue entry per change)."""
@@ -403,11 +487,14 @@ class Checkpointer:
             current = self._wakeup(state)
             if current != wake:
                 continue  # stale entry: the video moved on; its current wake-up is queued too
-            if state.history is None or state.done:
+            if state.history is None or (state.done and state.decided is not None):
                 self.states.delete(bvid, partition)
                 self.stats["expired"] += 1
                 continue
-            fired += self._fire(bvid, state, before=mark - self.grace_s)
+            if not state.done:
+                fired += self._fire(bvid, state, before=mark - self.grace_s)
+            if state.decided is None and mark >= self._close_at(state):
+                self._decide(bvid, state, mark)
             self._save(bvid, state, partition, wake)
         return fired
 

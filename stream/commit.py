@@ -1,6 +1,7 @@
 """The commit protocol: the order in which a scored batch becomes durable, in one place.
 
-1. The batch's predictions are sent and the broker acknowledged every one (`Emitter.delivered`).
+1. The batch's predictions and outcomes are sent and the broker acknowledged every one
+   (`Emitter.delivered`).
 2. The batch's state records (video headers, row chunks, watermarks: the horizons it fired) are sent
    to the tables' changelogs (`Checkpointer.flush` through `ChangelogWrites`).
 3. Once the broker has stored every one of those records, the batch's input offsets are acked in
@@ -23,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from core.events import DeadLetter, Prediction
+from core.events import DeadLetter, Outcome, Prediction
 from stream.checkpoint import Changelog, Checkpointer
 from stream.lane import Lane, LaneBatch
 
@@ -33,10 +34,12 @@ class Emitter(Protocol):
 
     async def prediction(self, pred: Prediction) -> None: ...
 
+    async def outcome(self, outcome: Outcome) -> None: ...
+
     async def dead(self, letter: DeadLetter) -> None: ...
 
     async def delivered(self) -> None:
-        """Return once the broker acknowledged every prediction sent so far."""
+        """Return once the broker acknowledged every prediction and outcome sent so far."""
         ...
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.events import BadEvent, DeadLetter, HotListEntry, Prediction, Snapshot, parse_event
+from core.events import BadEvent, DeadLetter, HotListEntry, Outcome, Prediction, Snapshot, parse_event
 from core.logs import get_logger
 from core.settings import Topics
 from stream.checkpoint import Checkpoint, Checkpointer
@@ -27,10 +27,10 @@ log = get_logger(__name__)
 
 
 class TopicEmitter:
-    """Sends predictions (keyed by bvid) and dead letters to their topics."""
+    """Sends predictions and outcomes (keyed by bvid) and dead letters to their topics."""
 
-    def __init__(self, predictions: Any, deadletter: Any) -> None:
-        self.predictions, self.deadletter = predictions, deadletter
+    def __init__(self, predictions: Any, outcomes: Any, deadletter: Any) -> None:
+        self.predictions, self.outcomes, self.deadletter = predictions, outcomes, deadletter
         self.sent: list[Any] = []
 
     async def prediction(self, pred: Prediction) -> None:
@@ -38,6 +38,9 @@ class TopicEmitter:
         # it only at the next commit, after the state recording it as fired (and `delivered` would wait
         # for a commit that waits for this batch).
         self.sent.append(await self.predictions.send(key=pred.key(), value=pred.to_json(), force=True))
+
+    async def outcome(self, outcome: Outcome) -> None:
+        self.sent.append(await self.outcomes.send(key=outcome.key(), value=outcome.to_json(), force=True))
 
     async def delivered(self) -> None:
         """Wait until the broker acknowledged every prediction sent so far.
@@ -151,6 +154,8 @@ class ScoringLoop:
         count_predictions(predictions)
         for pred in predictions:
             await self.out.prediction(pred)
+        for outcome in self.checkpointer.take_outcomes():
+            await self.out.outcome(outcome)
         await self.commit.run(messages, batches)
         self.checkpointer.stats["messages"] += len(messages)
         self.progress.update(len(messages))

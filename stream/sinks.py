@@ -1,4 +1,4 @@
-"""The sink agents: the prediction, profile, hot-list and danmaku topics into Redis and SQL (`sink/`).
+"""The sink agents: the prediction, profile, hot-list, outcome and danmaku topics into Redis and SQL.
 
 Each agent takes a batch, writes it until the write succeeds, and only then acknowledges it, so the
 group never commits one of these topics past an unwritten record.
@@ -12,7 +12,16 @@ from typing import Any, TypeVar
 
 import faust
 
-from core.events import BadEvent, DanmakuLine, Event, HotListEntry, Prediction, UpProfile, parse_event
+from core.events import (
+    BadEvent,
+    DanmakuLine,
+    Event,
+    HotListEntry,
+    Outcome,
+    Prediction,
+    UpProfile,
+    parse_event,
+)
 from core.logs import get_logger
 from core.settings import Settings
 from sink.writer import Backoff, PredictionSink, log_retry
@@ -80,7 +89,7 @@ async def store(
 def add_sink_agents(
     app: faust.App, settings: Settings, sink: PredictionSink | None, dead: DeadLetters
 ) -> None:
-    """Register the four sink agents; `sink` defaults to the configured stores, opened on first use."""
+    """Register the sink agents; `sink` defaults to the configured stores, opened on first use."""
     topics = settings.topics
     writer = sink
 
@@ -108,6 +117,11 @@ def add_sink_agents(
         """The collected hot-list set (seed 001's positives) into `hot_entry`; the scoring loop
         already dead-letters malformed sightings."""
         await store(stream, HotListEntry, lambda batch: get_sink().write_hot_entries(batch), None, None)
+
+    @app.agent(topic(topics.outcome), name="sink-outcomes")
+    async def sink_outcomes(stream: Any) -> None:
+        """Outcomes (seed 001's labels, decided in event time) into `video_label`."""
+        await store(stream, Outcome, lambda batch: get_sink().write_outcomes(batch), dead, topics.outcome)
 
     @app.agent(topic(topics.danmaku), name="sink-danmaku")
     async def sink_danmaku(stream: Any) -> None:

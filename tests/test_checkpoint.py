@@ -39,7 +39,7 @@ def test_each_horizon_fires_once_and_state_shrinks_to_a_marker() -> None:
         out += cp.on_snapshot(snap(minute, minute * 10), 0)
     assert fired(out) == [(BVID, h, "scored") for h in ("1h", "3h", "6h")]
     cp.states.flush()
-    assert table[KEY] == {"done": True, "pubdate": T0, "hot_ts": None}
+    assert table[KEY] == {"done": True, "pubdate": T0, "hot_ts": None, "label_hot": None, "decided": None}
     assert cp.on_snapshot(snap(200, 5), 0) == []  # a late snapshot cannot re-fire
     assert cp.stats["after_done"] >= 1
 
@@ -103,12 +103,13 @@ def test_first_snapshot_after_an_as_of_gives_insufficient_data_for_that_horizon(
     assert out[0].rows == []
 
 
-def test_video_first_seen_after_six_hours_is_not_tracked() -> None:
+def test_video_first_seen_after_six_hours_is_not_scored_but_keeps_a_marker_for_its_label() -> None:
     cp, table = make()
-    assert cp.on_snapshot(snap(24 * 60), 0) == []
+    assert cp.on_snapshot(snap(20 * 60), 0) == []
     cp.states.flush()
-    assert KEY not in table
+    assert table[KEY]["done"] and table[KEY]["decided"] is None  # T (24 h) is not over yet
     assert cp.stats["untracked_old"] == 1
+    assert [(o.bvid, o.label) for o in cp.take_outcomes()] == [(BVID, None)]
 
 
 def test_watermark_fires_a_silent_video_after_grace() -> None:
@@ -130,12 +131,12 @@ def test_watermarks_are_per_partition() -> None:
 
 def test_finished_marker_expires_after_retention() -> None:
     cp, table = make()
-    cp.retention_s = 3600
+    cp.retention_s, cp.window_s, cp.outcome_retention_s = 3600, 3600, 0
     cp.on_snapshot(snap(10), 0)
     cp.on_snapshot(snap(400), 0)
     cp.states.flush()
     assert table[KEY]["done"]
-    cp.on_snapshot(snap(6 * 60 + 61, bvid=OTHER, pubdate=T0 + 600), 0)
+    cp.on_snapshot(snap(5, bvid=OTHER, pubdate=T0 + 7 * 3600), 0)  # moves the watermark past 7 h
     cp.states.flush()
     assert KEY not in table
     assert cp.stats["expired"] == 1
@@ -184,7 +185,7 @@ def test_a_chunk_is_dropped_once_every_video_in_it_finished() -> None:
     for minute in (65, 190, 370):
         cp.on_snapshot(snap(minute, minute * 10), 0)
         cp.states.flush()
-    assert table[KEY] == {"done": True, "pubdate": T0, "hot_ts": None}
+    assert table[KEY] == {"done": True, "pubdate": T0, "hot_ts": None, "label_hot": None, "decided": None}
     assert b"0:1" in cp.states.rows.data  # OTHER still needs its row
     cp.on_snapshot(snap(370, 999, bvid=OTHER), 0)
     cp.states.flush()
@@ -199,3 +200,72 @@ def test_a_restarted_cache_lets_go_of_rows_of_finished_videos() -> None:
     table[KEY] = {"done": True, "pubdate": T0, "hot_ts": None}  # finished; its chunk was shared
     restarted = StateCache(table, cp.states.rows)
     assert restarted.get(OTHER) is not None and restarted.members == {b"0:1": {OTHER}}
+
+
+def outcomes(cp: Checkpointer) -> list[tuple[str, int | None, str | None, int]]:
+    return [(o.bvid, o.label, o.source, o.covered_until) for o in cp.take_outcomes()]
+
+
+DAY = 24 * 3600
+
+
+def test_an_outcome_is_unknown_at_first_sight_and_decided_when_the_window_closes() -> None:
+    cp, table = make()
+    cp.on_snapshot(snap(5), 0)
+    assert outcomes(cp) == [(BVID, None, None, T0 + 300)]
+    close = T0 + DAY + 600  # pubdate + T + grace
+    cp.on_snapshot(snap(5, bvid=OTHER, pubdate=close - 301), 0)  # the watermark one second short
+    assert [o[:2] for o in outcomes(cp)] == [(OTHER, None)]
+    cp.on_snapshot(snap(5, bvid=OTHER, pubdate=close - 300), 0)  # reaches the close
+    assert outcomes(cp) == [(BVID, 0, None, T0 + DAY)]
+    cp.states.flush()
+    assert table[KEY]["decided"] == 0
+
+
+def test_a_sighting_on_a_labelling_list_makes_a_positive_and_other_lists_do_not() -> None:
+    cp, _ = make()
+    cp.label_sources = frozenset({"weekly"})
+    cp.on_snapshot(snap(5), 0)
+    cp.on_hot(hot(30), 0)  # popular: already_hot, but not a positive for this configuration
+    cp.take_outcomes()
+    assert outcomes(cp) == []
+    cp.on_hot(hot(90).model_copy(update={"source": "weekly"}), 0)  # a positive at once: final
+    assert outcomes(cp) == [(BVID, 1, "weekly", T0 + 300)]
+    cp.on_hot(hot(60).model_copy(update={"source": "weekly"}), 0)  # earlier: the first sighting now
+    assert outcomes(cp) == [(BVID, 1, "weekly", T0 + 300)]
+    cp.on_snapshot(snap(5, bvid=OTHER, pubdate=T0 + DAY + 600), 0)
+    assert [o for o in outcomes(cp) if o[0] == BVID] == [], "a decided positive is not decided again"
+
+
+def test_a_late_sighting_turns_a_zero_into_a_one_until_the_marker_expires() -> None:
+    cp, table = make()
+    cp.outcome_retention_s = 3600
+    cp.on_snapshot(snap(5), 0)
+    cp.on_snapshot(snap(0, bvid=OTHER, pubdate=T0 + DAY + 600), 0)
+    assert (BVID, 0, None, T0 + DAY) in outcomes(cp)
+    cp.on_hot(hot(DAY // 60 + 20), 0)
+    assert outcomes(cp) == [(BVID, 1, "popular", T0 + DAY)]
+    cp.on_hot(hot(DAY // 60 + 25), 0)  # a later sighting of a positive changes nothing
+    assert outcomes(cp) == []
+    cp.on_snapshot(snap(0, bvid=OTHER, pubdate=T0 + DAY + 600 + 6 * 3600 + 1), 0)  # past the expiry
+    cp.states.flush()
+    assert KEY not in table
+
+
+def test_a_video_first_seen_after_its_window_closed_is_decided_at_once() -> None:
+    cp, _ = make()
+    cp.on_snapshot(snap(0, bvid=OTHER, pubdate=T0 + 2 * DAY), 0)
+    cp.take_outcomes()
+    cp.on_snapshot(snap(DAY // 60 + 20), 0)  # on a hot list's page, a day after publication
+    assert outcomes(cp) == [(BVID, 0, None, T0 + DAY)]
+
+
+def test_a_restored_worker_does_not_decide_a_video_twice() -> None:
+    cp, table = make()
+    cp.on_snapshot(snap(5), 0)
+    cp.on_snapshot(snap(0, bvid=OTHER, pubdate=T0 + DAY + 600), 0)
+    cp.flush()
+    restored = Checkpointer(StateCache(table), grace_s=600)
+    restored.restore({0}, dict.fromkeys(table, 0))
+    restored.on_snapshot(snap(0, bvid="BV1zz4y1z7Zz", pubdate=T0 + DAY + 3600), 0)
+    assert [o for o in outcomes(restored) if o[0] == BVID] == []

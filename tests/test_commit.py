@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from faust.types import TP, Message
 
-from core.events import DeadLetter, Prediction, Snapshot
+from core.events import DeadLetter, Outcome, Prediction, Snapshot
 from core.settings import Topics
 from ingest.world import WorldConfig, generate
 from model.registry import ModelBundle, load_promoted
@@ -55,6 +55,7 @@ class Broker:
 
     snapshots: list[bytes]
     predictions: list[Prediction] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
     changelog: dict[str, list[Record]] = field(default_factory=lambda: {"headers": [], "rows": []})
     committed: int = 0
 
@@ -64,6 +65,7 @@ class Flight:
     """Sent to the broker, not yet acknowledged."""
 
     predictions: list[Prediction] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
     records: list[tuple[str, Record, asyncio.Future[None]]] = field(default_factory=list)
 
 
@@ -114,6 +116,9 @@ class Worker:
     async def prediction(self, pred: Prediction) -> None:
         self.flight.predictions.append(pred)
 
+    async def outcome(self, outcome: Outcome) -> None:
+        self.flight.outcomes.append(outcome)
+
     async def dead(self, letter: DeadLetter) -> None:
         raise AssertionError(f"no dead letters in this world: {letter.reason}")
 
@@ -122,7 +127,8 @@ class Worker:
         if self.flight.predictions:
             self.busy.append(self.batch)
         self.broker.predictions += self.flight.predictions
-        self.flight.predictions = []
+        self.broker.outcomes += self.flight.outcomes
+        self.flight.predictions, self.flight.outcomes = [], []
 
     def ack_offsets(self, tp: TP, offsets: list[int]) -> None:
         assert tp == INPUT
@@ -153,6 +159,7 @@ class Worker:
         predictions_stored, records_stored = in_flight_stored
         if predictions_stored:
             self.broker.predictions += self.flight.predictions
+            self.broker.outcomes += self.flight.outcomes
         if records_stored:
             for name, record, _ in self.flight.records:
                 self.broker.changelog[name].append(record)
@@ -194,10 +201,16 @@ def upserted(predictions: list[Prediction]) -> dict[tuple[str, str], str]:
     return {(p.bvid, p.horizon): p.digest_line() for p in predictions}
 
 
+def labelled(outcomes: list[Outcome]) -> dict[str, str]:
+    """What `video_label` holds: the last outcome per video (an upsert by bvid)."""
+    return {o.bvid: o.model_dump_json() for o in outcomes}
+
+
 @dataclass
 class Undisturbed:
     stored: dict[tuple[str, str], str]
     """What the stores hold after a run that never stopped."""
+    labels: dict[str, str]
     stop_at: int
     """The batch to stop in: the one that fired the most checkpoints."""
 
@@ -210,7 +223,8 @@ def undisturbed(world: list[bytes], bundle: ModelBundle) -> Undisturbed:
     assert broker.committed == len(world)
     assert len(upserted(broker.predictions)) == len(broker.predictions), "each checkpoint fires once"
     counts = {batch: worker.busy.count(batch) for batch in worker.busy}
-    return Undisturbed(upserted(broker.predictions), max(counts, key=lambda b: (counts[b], b)))
+    stop_at = max(counts, key=lambda b: (counts[b], b))
+    return Undisturbed(upserted(broker.predictions), labelled(broker.outcomes), stop_at)
 
 
 def cases() -> Iterator[Any]:
@@ -238,5 +252,6 @@ async def test_a_worker_stopped_between_two_steps_loses_nothing_and_repeats_only
     await Worker(broker, bundle, None).run()
     assert broker.committed == len(world)
     assert upserted(broker.predictions) == undisturbed.stored, "the stores differ from an undisturbed run"
+    assert labelled(broker.outcomes) == undisturbed.labels, "an outcome was lost or differs"
     repeated = {(p.bvid, p.horizon, p.digest_line()) for p in broker.predictions}
     assert len(repeated) == len(undisturbed.stored), "a repeated prediction differs from the first"

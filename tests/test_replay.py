@@ -305,12 +305,10 @@ def test_replay_after_live_collection_gives_the_live_predictions(
     captured: list[Record] = []
     real_publish = collectors.publish
 
-    def tee(
-        records: Any, bootstrap: str, topics: Topics, progress: bool = True, total: int | None = None
-    ) -> int:
+    def tee(records: Any, bootstrap: str, topics: Topics, **options: Any) -> int:
         batch = list(records)
         captured.extend(batch)
-        return real_publish(batch, bootstrap, topics, progress=progress, total=total)
+        return real_publish(batch, bootstrap, topics, **options)
 
     monkeypatch.setattr(collectors, "publish", tee)
     fake = FakeBilibili().start()

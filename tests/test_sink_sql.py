@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from core.events import DanmakuLine, HotListEntry, UpProfile
+from core.events import DanmakuLine, HotListEntry, Outcome, UpProfile
 from sink.sql import SqlStore, VideoLabel, metadata
 from tests.harness.predictions import ALL_HORIZONS, T0, bvid, make_prediction
 
@@ -261,3 +261,30 @@ def test_no_sql_statement_is_built_from_strings() -> None:
                 if name in SQL_CALLS and _built_from_strings(node.args[0]):
                     offenders.append(f"{path.relative_to(root)}:{node.lineno}")
     assert offenders == []
+
+
+def test_outcomes_merge_and_a_repeat_changes_nothing(store: SqlStore) -> None:
+    def outcome(i: int, label: int | None, covered: int, source: str | None = None) -> Outcome:
+        return Outcome(bvid=bvid(i), pubdate=T0, label=label, source=source, covered_until=covered)  # type: ignore[arg-type]
+
+    day = 86400
+    store.write_outcomes([outcome(1, None, T0 + 60), outcome(2, None, T0 + 60), outcome(3, None, T0 + 60)])
+    decided = [outcome(1, 0, T0 + day), outcome(2, 1, T0 + day, "weekly"), outcome(3, None, T0 + 3600)]
+    store.write_outcomes(decided)
+    store.write_outcomes(decided)  # delivered twice
+    store.write_outcomes([outcome(1, None, T0 + 60), outcome(2, 0, T0 + day)])  # old news, late
+    store.write_outcomes([outcome(2, 1, T0 + day, "popular")])  # a positive's first source stays
+    rows = {
+        r["bvid"]: (r["label"], r["label_source"], r["covered_until"]) for r in dump(store)["video_label"]
+    }
+
+    def at(ts: int) -> datetime:
+        return datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)  # the sink's naive UTC
+
+    assert rows == {
+        bvid(1): (0, None, at(T0 + day)),
+        bvid(2): (1, "weekly", at(T0 + day)),
+        bvid(3): (None, None, at(T0 + 3600)),
+    }
+    store.write_outcomes([outcome(1, 1, T0 + day, "popular")])  # a late sighting turns 0 into 1
+    assert {r["bvid"]: r["label"] for r in dump(store)["video_label"]}[bvid(1)] == 1

@@ -57,16 +57,18 @@ def test_a_worker_listens_on_loopback_only_and_serves_no_table_pages_by_default(
     try:
         cluster.start("plain")
         cluster.wait_assigned(["plain"])
-        base = f"http://127.0.0.1:{cluster.ports['plain']}"
-        assert listening_addresses(cluster.ports["plain"]) == {"127.0.0.1"}
+        base = f"http://127.0.0.1:{cluster.workers['plain'].web_port}"
+        assert listening_addresses(cluster.workers["plain"].web_port) == {"127.0.0.1"}
         assert status(f"{base}/stats/") == 200
         for page in ("/table/", "/table/video_state/", "/table/video_state/BV1xx4y1a7Aa/", "/router/"):
             assert status(base + page) == 404, page
 
         cluster.extra_env["WEB_TABLE_PAGES"] = "true"
         cluster.start("pages")
-        pages = f"http://127.0.0.1:{cluster.ports['pages']}"
-        wait_for("the second worker's web server", lambda: listening_addresses(cluster.ports["pages"]))
+        pages = f"http://127.0.0.1:{cluster.workers['pages'].web_port}"
+        wait_for(
+            "the second worker's web server", lambda: listening_addresses(cluster.workers["pages"].web_port)
+        )
         wait_for("Faust's table pages", lambda: status(f"{pages}/table/") == 200, timeout_s=60)
         assert status(f"{pages}/router/") == 200
     finally:

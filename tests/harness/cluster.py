@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker.admin import ensure_topics, read_all, wait_until_caught_up
+from broker.admin import Record, ensure_topics, read_all, wait_until_caught_up
 from broker.produce import publish
 from core.events import Prediction, parse_event
 from core.settings import Settings, Topics
@@ -103,13 +103,16 @@ class Cluster:
         wait_until_caught_up(
             self.bootstrap,
             self.group,
-            [t.snapshot, t.hotlist, t.profile, t.prediction],
+            [t.snapshot, t.hotlist, t.profile, t.prediction, t.outcome],
             timeout_s=timeout_s,
             settle_s=2.0,
         )
 
+    def read(self, topic: str) -> list[Record]:
+        return read_all(self.bootstrap, topic)
+
     def predictions(self) -> list[Prediction]:
-        return [parse_event(Prediction, r.value) for r in read_all(self.bootstrap, self.topics.prediction)]
+        return [parse_event(Prediction, r.value) for r in self.read(self.topics.prediction)]
 
     def check_alive(self) -> None:
         for worker in self.workers.values():

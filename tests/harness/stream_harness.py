@@ -10,7 +10,7 @@ from typing import Any
 
 from faust.types import Message
 
-from core.events import DeadLetter, Event, Prediction
+from core.events import DeadLetter, Event, Outcome, Prediction
 from core.settings import Settings
 from model.registry import load_promoted
 from stream.app import create_app
@@ -24,10 +24,14 @@ class Recorder:
 
     def __init__(self) -> None:
         self.predictions: list[Prediction] = []
+        self.outcomes: list[Outcome] = []
         self.letters: list[DeadLetter] = []
 
     async def prediction(self, pred: Prediction) -> None:
         self.predictions.append(pred)
+
+    async def outcome(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
 
     async def dead(self, letter: DeadLetter) -> None:
         self.letters.append(letter)
