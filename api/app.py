@@ -1,14 +1,16 @@
 """The FastAPI app: prediction, live hot list and stream, model metrics, seed 000's analyses, dashboard.
 
 Every input is declared with its constraints, so FastAPI answers bad input with a 422 naming the
-field; a missing model or an unreachable store is a 503 saying what to do, never a bare 500.
+field (and never echoing the input back); a missing model or an unreachable store is a 503 saying
+what to do, never a bare 500.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import reprlib
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,17 +46,42 @@ BvidPath = Annotated[str, PathParam(pattern=BVID_PATTERN, description="BV + 10 b
 MidPath = Annotated[str, PathParam(pattern=r"^[1-9][0-9]{0,19}$", description="uploader UID")]
 
 
-def _problem(status: int, detail: Any, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"detail": detail, "message": message})
+MAX_ERRORS = 10
+"""Validation errors listed in a 422; the rest are counted. A body of many bad items stays small."""
+_EXCERPT = reprlib.Repr()
+"""The part of a rejected value a 422 shows: never the value itself, which may be megabytes or NaN."""
+_EXCERPT.maxlevel, _EXCERPT.maxlist, _EXCERPT.maxdict = 1, 2, 2
+_EXCERPT.maxstring = _EXCERPT.maxlong = _EXCERPT.maxother = 40
 
 
-def _first_error(exc: RequestValidationError) -> str:
+def _problem(
+    status: int, detail: Any, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": detail, "message": message}, headers=headers)
+
+
+def _clip(text: object, size: int = 200) -> str:
+    text = str(text)
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def _validation_problem(exc: RequestValidationError) -> JSONResponse:
+    """Each error's field, type, reason and a short excerpt of the input, for the first MAX_ERRORS."""
     errors = exc.errors()
-    if not errors:
-        return "invalid request"
-    err = errors[0]
-    where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",)) or "request"
-    return f"{where}: {err.get('msg', 'invalid')}"
+    detail = [
+        {
+            "loc": [_clip(part, 64) for part in err.get("loc", ())],
+            "type": err.get("type", "invalid"),
+            "msg": _clip(err.get("msg", "invalid")),
+            "input": _EXCERPT.repr(err.get("input")),
+        }
+        for err in errors[:MAX_ERRORS]
+    ]
+    if not detail:
+        return _problem(422, [], "invalid request")
+    where = ".".join(str(p) for p in detail[0]["loc"] if p != "body") or "request"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return _problem(422, detail, f"{where}: {detail[0]['msg']}{more}")
 
 
 def create_app(platform: Platform) -> FastAPI:
@@ -67,12 +94,11 @@ def create_app(platform: Platform) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = json.loads(json.dumps(exc.errors(), default=str))
-        return _problem(422, detail, _first_error(exc))
+        return _validation_problem(exc)
 
     @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException and Starlette's own (400, 405)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _problem(exc.status_code, exc.detail, str(exc.detail))
+        return _problem(exc.status_code, exc.detail, str(exc.detail), exc.headers)
 
     @app.exception_handler(ModelRegistryError)
     @app.exception_handler(PlatformArtifactError)

@@ -29,6 +29,31 @@ REPLAY_WORLD = WorldConfig(videos=240, sim_hours=54.0, seed=11)
 """Three Beijing days of uploads: the heat map and the UP histories get more than one day."""
 TRAINING_WORLD = WorldConfig(videos=1500, sim_hours=60.0, seed=3)
 """The world conftest's `trained_model_dir` is trained on (its event log rebuilds the artifact)."""
+SEED_000_BODY = {
+    "点赞率": 0.06,
+    "弹幕率": 0.01,
+    "评论率": 0.02,
+    "投币率": 0.03,
+    "hour": 15,
+    "weekday": 3,
+    "duration": 300,
+}
+"""Seed 000's example body of `POST /predict`."""
+
+
+def history_body(**changes: object) -> dict[str, object]:
+    """A small valid history body of `POST /predict` (one snapshot ten minutes after pubdate)."""
+    snap = {
+        "ts": 1793549400,
+        "view": 10,
+        "like": 1,
+        "coin": 0,
+        "favorite": 0,
+        "reply": 0,
+        "danmaku": 0,
+        "share": 0,
+    }
+    return {"horizon": "1h", "pubdate": 1793548800, "snapshots": [snap], **changes}
 
 
 def platform_model_dir(trained: Path, dest: Path) -> Path:
