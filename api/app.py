@@ -2,7 +2,7 @@
 
 Every input is declared with its constraints, so FastAPI answers bad input with a 422 naming the
 field (and never echoing the input back); a missing model or an unreachable store is a 503 saying
-what to do, never a bare 500.
+what to do, never a bare 500. Bodies are limited in size (413) and in time (408, api.limits).
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import analysis
+from api.limits import BodyDeadline
 from api.prototype import PlatformArtifactError
 from api.schemas import HistoryPayload, HotItem, HotList, PredictOut, PredictPayload, Problem
 from api.service import Platform
 from api.words import word_counts
 from core.events import BVID_PATTERN
 from core.reference import Horizon
+from core.settings import Settings, get_settings
 from model.registry import ModelRegistryError
 
 STATIC = Path(__file__).parent / "static"
@@ -41,6 +43,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": Problem, "description": "model or store unavailable"},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {**ERRORS, 404: {"model": Problem, "description": "unknown"}}
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    408: {"model": Problem, "description": "body not received in time (API_BODY_TIMEOUT_S)"},
+    413: {"content": {"text/plain": {}}, "description": "body over API_MAX_BODY_BYTES (FastAPI's answer)"},
+}
 
 BvidPath = Annotated[str, PathParam(pattern=BVID_PATTERN, description="BV + 10 base58 characters")]
 MidPath = Annotated[str, PathParam(pattern=r"^[1-9][0-9]{0,19}$", description="uploader UID")]
@@ -84,13 +91,17 @@ def _validation_problem(exc: RequestValidationError) -> JSONResponse:
     return _problem(422, detail, f"{where}: {detail[0]['msg']}{more}")
 
 
-def create_app(platform: Platform) -> FastAPI:
-    """The app over one Platform (stores + model)."""
+def create_app(platform: Platform, settings: Settings | None = None) -> FastAPI:
+    """The app over one Platform (stores + model), with the API limits of `settings`."""
+    settings = settings or get_settings()
+
     app = FastAPI(
         title="hotvideo platform",
         version="0.1.0",
         description="Bilibili 热门预测与UP主分析平台: predictions, live hot list, UP and hot-video analysis.",
+        max_body_size=settings.api_max_body_bytes,
     )
+    app.add_middleware(BodyDeadline, timeout_s=settings.api_body_timeout_s)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -112,7 +123,7 @@ def create_app(platform: Platform) -> FastAPI:
             503, "store unavailable", f"{type(exc).__name__}: the store did not answer; retry later"
         )
 
-    @app.post("/predict", response_model=PredictOut, responses=ERRORS, tags=["predict"])
+    @app.post("/predict", response_model=PredictOut, responses=BODY_ERRORS, tags=["predict"])
     def predict(body: Annotated[PredictPayload, Body()]) -> PredictOut:
         """Seed 000's short body (点赞率, 弹幕率, 评论率, 投币率, hour, weekday, duration) is scored by the
         short-payload prototype; a body with `snapshots` and `horizon` by the promoted ONNX model."""

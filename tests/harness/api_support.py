@@ -8,14 +8,22 @@ what a demo run leaves behind, in a second instead of a minute.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+import uvicorn
 
+from api.app import create_app
 from api.prototype import build_artifact
+from api.server import uvicorn_config
 from api.service import Platform
 from core.events import Event, HotListEntry, Prediction, Snapshot, UpProfile
+from core.servers import free_port
+from core.settings import Settings
 from ingest.world import WorldConfig, generate
 from model.features import UpStats
 from model.history import UpHistory
@@ -92,3 +100,21 @@ def make_platform(sql_url: str, client: redis.Redis, model_dir: Path) -> Platfor
     """A Platform over the given stores, with the test settings' key layout."""
     store = RedisStore(client, "hv:", ttl_s=3600, hotlist_size=1000, stream_maxlen=10_000)
     return Platform(SqlStore(sql_url), store, model_dir)
+
+
+@contextmanager
+def serving(platform: Platform, settings: Settings | None = None) -> Iterator[str]:
+    """`hotvideo serve`'s app and uvicorn configuration on a free port of 127.0.0.1, in a thread;
+    yields the base URL."""
+    settings = (settings or Settings()).model_copy(update={"api_host": "127.0.0.1", "api_port": free_port()})
+    server = uvicorn.Server(uvicorn_config(create_app(platform, settings), settings))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{settings.api_port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
