@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     api_max_connections: int = Field(
         default=1000, ge=1, description="open connections and requests at once; 503 above"
     )
+    api_sse_max_clients: int = Field(
+        default=200, ge=1, description="concurrent /stream clients; 503 with Retry-After above"
+    )
     log_level: str = Field(default="INFO")
     log_format: str = Field(default="console", description="console or json")
     topics: Topics = Field(default_factory=Topics)

@@ -274,6 +274,13 @@ def test_stream_replays_from_the_beginning_then_follows_live_writes(
         platform.redis.write_predictions([live])
         assert _events(lines, 1)[0]["bvid"] == live.bvid
 
+    # EventSource reconnects with the id of the last event it got: the stream resumes after it
+    stored = platform.redis.client.xrange(platform.redis.stream_key, count=3)
+    resume = {"Last-Event-ID": stored[0][0].decode()}
+    with client.stream("GET", "/stream", params={"limit": 2}, headers=resume) as r:
+        resumed = _events(r.iter_lines(), 2)
+    assert resumed == [json.loads(fields[b"prediction"]) for _, fields in stored[1:]]
+
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_openapi_contract_holds_for_generated_requests(
