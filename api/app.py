@@ -17,13 +17,14 @@ import redis
 from fastapi import Body, FastAPI, Header, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 from api import analysis
+from api.headers import SecurityHeaders, docs_page
 from api.limits import BodyDeadline
 from api.live import READ_BLOCK_MS, Entry, Feed, FeedFull, FeedUnavailable, Subscriber, parse_id
 from api.prototype import PlatformArtifactError
@@ -128,8 +129,12 @@ def create_app(platform: Platform, settings: Settings | None = None) -> FastAPI:
         description="Bilibili 热门预测与UP主分析平台: predictions, live hot list, UP and hot-video analysis.",
         lifespan=lifespan,
         max_body_size=settings.api_max_body_bytes,
+        docs_url=None,  # served below from local assets
+        redoc_url=None,  # ReDoc would load from a CDN and Google Fonts
     )
+    docs, docs_csp = docs_page(app.openapi_url or "/openapi.json", f"{app.title} - Swagger UI")
     app.add_middleware(BodyDeadline, timeout_s=settings.api_body_timeout_s)
+    app.add_middleware(SecurityHeaders, csp_by_path={"/docs": docs_csp})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -305,6 +310,10 @@ def create_app(platform: Platform, settings: Settings | None = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return docs
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
