@@ -108,6 +108,7 @@ class Feed:
         self.queue_size = queue_size
         self.subscribers: set[Subscriber] = set()
         self.position: StreamId | None = None
+        self.closing = False
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -124,7 +125,13 @@ class Feed:
                 await task
             await self.client.connection_pool.disconnect()
 
+    def close(self) -> None:
+        """End every client's events within KEEPALIVE_S (the server is stopping) and refuse new ones."""
+        self.closing = True
+
     def subscribe(self) -> Subscriber:
+        if self.closing:
+            raise FeedUnavailable("the server is stopping")
         if len(self.subscribers) >= self.max_clients:
             raise FeedFull(f"{self.max_clients} clients are already following the stream")
         if self.position is None:
@@ -153,7 +160,7 @@ class Feed:
         nothing arrives; ends after `limit` events. `catch_up` reads what is already stored first."""
         last, sent = after, 0
         yield ": connected\n\n"
-        while True:
+        while not self.closing:
             if catch_up or sub.lagged:
                 catch_up = False
                 sub.restart()  # before reading Redis: what arrives meanwhile is queued again

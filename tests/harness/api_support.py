@@ -15,11 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
-import uvicorn
 
 from api.app import create_app
 from api.prototype import build_artifact
-from api.server import uvicorn_config
+from api.server import api_server
 from api.service import Platform
 from core.events import Event, HotListEntry, Prediction, Snapshot, UpProfile
 from core.servers import free_port
@@ -107,7 +106,7 @@ def serving(platform: Platform, settings: Settings | None = None) -> Iterator[st
     """`hotvideo serve`'s app and uvicorn configuration on a free port of 127.0.0.1, in a thread;
     yields the base URL."""
     settings = (settings or Settings()).model_copy(update={"api_host": "127.0.0.1", "api_port": free_port()})
-    server = uvicorn.Server(uvicorn_config(create_app(platform, settings), settings))
+    server = api_server(create_app(platform, settings), settings)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
