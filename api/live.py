@@ -156,35 +156,38 @@ class Feed:
         keep: Callable[[Entry], bool],
         limit: int | None,
     ) -> AsyncIterator[str]:
-        """SSE text for one client: the entries after `after` it keeps, then keep-alive comments while
+        """SSE text for one client: the entries after `after` it keeps, keep-alive comments while
         nothing arrives; ends after `limit` events. `catch_up` reads what is already stored first."""
-        last, sent = after, 0
+        sent = 0
         yield ": connected\n\n"
+        async for entry in self._after(sub, after, catch_up):
+            if entry is None:
+                yield ": keep-alive\n\n"
+            elif keep(entry):
+                yield entry.frame
+                sent += 1
+                if limit is not None and sent >= limit:
+                    return
+
+    async def _after(self, sub: Subscriber, last: StreamId, catch_up: bool) -> AsyncIterator[Entry | None]:
+        """The entries after `last` in stream order, each once: from Redis while catching up, then
+        from the client's queue; None after KEEPALIVE_S without one. Ends when the feed closes."""
         while not self.closing:
             if catch_up or sub.lagged:
                 catch_up = False
                 sub.restart()  # before reading Redis: what arrives meanwhile is queued again
                 async for entry in self._since(last):
                     last = entry.id
-                    if keep(entry):
-                        yield entry.frame
-                        sent += 1
-                        if limit is not None and sent >= limit:
-                            return
+                    yield entry
             try:
                 async with asyncio.timeout(KEEPALIVE_S):
                     entry = await sub.queue.get()
             except TimeoutError:
-                yield ": keep-alive\n\n"
+                yield None
                 continue
-            if sub.lagged or entry.id <= last:
-                continue
-            last = entry.id
-            if keep(entry):
-                yield entry.frame
-                sent += 1
-                if limit is not None and sent >= limit:
-                    return
+            if not sub.lagged and entry.id > last:
+                last = entry.id
+                yield entry
 
     async def _since(self, after: StreamId) -> AsyncIterator[Entry]:
         """Stored entries after `after`, oldest first, a page at a time."""

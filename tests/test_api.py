@@ -234,6 +234,14 @@ def test_bad_input_gets_a_4xx_with_a_message(
     assert response.json()["message"]
 
 
+def test_every_answer_carries_the_security_headers(lite: tuple[Platform, TestClient]) -> None:
+    for path in ("/", "/hot", "/videos/BV123", "/static/dashboard.js", "/docs"):
+        headers = lite[1].get(path).headers
+        assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in headers["content-security-policy"], path
+    assert "cdn" not in lite[1].get("/docs").text and lite[1].get("/redoc").status_code == 404
+
+
 @pytest.mark.parametrize("body", BAD_HISTORIES)
 def test_bad_history_payloads_are_422(lite: tuple[Platform, TestClient], body: dict[str, object]) -> None:
     response = lite[1].post("/predict", json=body)

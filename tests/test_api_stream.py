@@ -171,7 +171,7 @@ async def test_every_client_gets_every_prediction_within_a_second(api: tuple[int
         f"max {max(probe.timings) * 1000:.1f} ms over {len(probe.timings)} calls"
     )
     assert len(delays) == CLIENTS * (WRITES - 1) and delays[-1] < FANOUT_S
-    assert statistics.quantiles(probe.timings, n=10)[-1] < ENDPOINT_S  # 90th percentile
+    assert max(probe.timings) < ENDPOINT_S
 
     for _, _, stream_writer in streams:
         stream_writer.close()
