@@ -37,7 +37,8 @@ from core.settings import Settings, get_settings
 from model.registry import ModelRegistryError
 
 STATIC = Path(__file__).parent / "static"
-STREAM_ID_PATTERN = r"^[0-9]{1,20}-[0-9]{1,20}$"
+STREAM_ID_PATTERN = r"^[0-9]{1,19}-[0-9]{1,19}$"
+"""A Redis stream id: two 64-bit numbers (19 digits always fit; Redis refuses larger ones)."""
 SSE_RETRY_AFTER_S = 5
 """What a client refused for want of a /stream slot is told to wait."""
 REDIS_CONNECTIONS = 20

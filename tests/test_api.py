@@ -288,6 +288,8 @@ def test_stream_replays_from_the_beginning_then_follows_live_writes(
     with client.stream("GET", "/stream", params={"limit": 2}, headers=resume) as r:
         resumed = _events(r.iter_lines(), 2)
     assert resumed == [json.loads(fields[b"prediction"]) for _, fields in stored[1:]]
+    beyond = client.get("/stream", headers={"Last-Event-ID": "99999999999999999999-0"})
+    assert beyond.status_code == 422 and beyond.json()["message"].startswith("header.last-event-id")
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
