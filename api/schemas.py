@@ -1,7 +1,10 @@
 """Request and response bodies of the API, validated by pydantic and published in the OpenAPI spec.
 
-Counts, timestamps and bvids reuse the event contracts' constrained types (core.events), so the
-API accepts exactly what the stream accepts and rejects the rest with a 422 naming the field.
+Counts, timestamps and bvids reuse the event contracts' constrained types (core.events), and the
+bodies are strict like the contracts: a bool or a string is not a number, NaN and infinities are not
+numbers either. The rest is rejected with a 422 naming the field. A history must also be possible
+(`HistoryPayload._possible`): the API is where untrusted input enters, while the stream takes what
+our own collectors observed.
 """
 
 from __future__ import annotations
@@ -11,14 +14,23 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from core.events import Bvid, Count, EpochS
-from core.reference import HORIZONS, Horizon
+from core.reference import COUNT_FIELDS, HORIZONS, Horizon
 
 Rate = Annotated[float, Field(ge=0.0, le=100.0)]
 """A count per view; above 1 is possible (danmaku) but not above 100."""
+PER_VIEWER = ("like", "coin", "favorite")
+"""Counters a viewer adds to at most twice (two coins; one like, one favourite)."""
+VIEW_LAG_SLACK = 1000
+"""Bilibili's view counter lags the others by minutes: a new video can show likes before views."""
+DROP_SHARE = 0.2
+"""How far a counter may fall below its earlier maximum: withdrawn likes, deleted comments and
+stale cached answers take off a few percent, view corrections rarely more."""
+DROP_SLACK = 100
+"""Absolute slack of that fall, for small counters."""
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True, strict=True)
 
 
 class ShortPayload(_Body):
@@ -78,7 +90,22 @@ class HistoryPayload(_Body):
             raise ValueError("a snapshot is older than pubdate")
         if min(times) > self.pubdate + HORIZONS[self.horizon]:
             raise ValueError(f"no snapshot at or before pubdate + {self.horizon}: nothing to score")
+        self._possible()
         return self
+
+    def _possible(self) -> None:
+        """Refuse what no video shows: more likes, coins or favourites than twice the views (plus the
+        view counter's lag), or a counter falling well below a value it already had."""
+        peak = dict.fromkeys(COUNT_FIELDS, 0)
+        for snap in sorted(self.snapshots, key=lambda s: s.ts):
+            for name in PER_VIEWER:
+                if getattr(snap, name) > 2 * snap.view + VIEW_LAG_SLACK:
+                    raise ValueError(f"{name} {getattr(snap, name)} at ts {snap.ts} is over twice the views")
+            for name in COUNT_FIELDS:
+                value = getattr(snap, name)
+                if value < peak[name] * (1 - DROP_SHARE) - DROP_SLACK:
+                    raise ValueError(f"{name} falls from {peak[name]} to {value} at ts {snap.ts}")
+                peak[name] = max(peak[name], value)
 
 
 def _payload_kind(body: Any) -> str:

@@ -146,6 +146,22 @@ class Settings(BaseSettings):
     )
     api_host: str = Field(default="127.0.0.1", description="`hotvideo serve` listen address")
     api_port: int = Field(default=8000, ge=1, le=65535, description="`hotvideo serve` port")
+    api_max_body_bytes: int = Field(
+        default=1 << 20, ge=1024, description="largest request body the API reads; 413 above"
+    )
+    api_header_timeout_s: float = Field(
+        default=10.0, gt=0, description="time a client has to send a request's line and headers"
+    )
+    api_body_timeout_s: float = Field(
+        default=30.0, gt=0, description="time a client has to send a request's body; 408 after"
+    )
+    api_keep_alive_s: int = Field(default=5, ge=1, description="an idle kept-alive connection closes then")
+    api_max_connections: int = Field(
+        default=1000, ge=1, description="open connections and requests at once; 503 above"
+    )
+    api_sse_max_clients: int = Field(
+        default=200, ge=1, description="concurrent /stream clients; 503 with Retry-After above"
+    )
     log_level: str = Field(default="INFO")
     log_format: str = Field(default="console", description="console or json")
     topics: Topics = Field(default_factory=Topics)

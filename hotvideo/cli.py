@@ -273,12 +273,15 @@ def serve(
     sample_danmaku: Annotated[
         bool, typer.Option(help="fill an empty danmaku table with simulated lines (demo only)")
     ] = False,
+    host: Annotated[str | None, typer.Option(help="listen address (default API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="port (default API_PORT)")] = None,
 ) -> None:
     """Serve the HTTP API and the dashboard (API_HOST:API_PORT) over the configured stores."""
     from api.server import serve as run_server
     from hotvideo.stack import services
 
-    settings = get_settings()
+    given = {"api_host": host, "api_port": port}
+    settings = get_settings().model_copy(update={k: v for k, v in given.items() if v is not None})
     # REDIS_URL unset and no stack: DATA_DIR's own Redis, with what it saved (what `hotvideo demo` filled)
     with services(settings, ("redis",)) as svc:
         run_server(settings, svc.redis_url, train_events, sample_danmaku)

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import redis
+import redis.asyncio
 
 from core.events import BVID_PATTERN, Prediction
 from core.reference import HORIZONS, Horizon
@@ -69,6 +71,32 @@ class RedisStore:
         self.hotlist_max_age_s = hotlist_max_age_s
         self.stream_key = f"{prefix}predictions"
         self._trim = client.register_script(_TRIM)
+
+    def async_client(self, socket_timeout: int, max_connections: int) -> redis.asyncio.Redis:
+        """An asyncio client of the same server and database (TCP, TLS or unix socket), for readers
+        that wait on the server (a blocking XREAD) without holding a thread. Its pool blocks when all
+        `max_connections` are busy instead of failing, so a burst of readers queues."""
+        pool = self.client.connection_pool
+        kw = pool.connection_kwargs
+        target: dict[str, Any]
+        if "path" in kw:
+            target = {"connection_class": redis.asyncio.UnixDomainSocketConnection, "path": kw["path"]}
+        else:
+            target = {"host": kw["host"], "port": kw["port"]}
+            if issubclass(pool.connection_class, redis.SSLConnection):
+                ssl = {k: v for k, v in kw.items() if k.startswith("ssl_")}
+                target |= {"connection_class": redis.asyncio.SSLConnection, **ssl}
+        return redis.asyncio.Redis(
+            connection_pool=redis.asyncio.BlockingConnectionPool(
+                max_connections=max_connections,
+                timeout=socket_timeout,
+                socket_timeout=socket_timeout,
+                db=kw.get("db", 0),
+                username=kw.get("username"),
+                password=kw.get("password"),
+                **target,
+            )
+        )
 
     def video_key(self, bvid: str) -> str:
         """The per-video hash; refuses anything that is not a bvid, so no input can pick a key."""

