@@ -19,6 +19,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_fastapi_instrumentator import Instrumentator
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
@@ -317,4 +318,7 @@ def create_app(platform: Platform, settings: Settings | None = None) -> FastAPI:
         return docs
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    Instrumentator(should_group_status_codes=False, excluded_handlers=["/metrics"]).instrument(app).expose(
+        app, include_in_schema=False
+    )
     return app

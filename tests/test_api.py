@@ -312,3 +312,14 @@ def test_openapi_contract_holds_for_generated_requests(
             case.call_and_validate(excluded_checks=[positive_data_acceptance])
 
         check()
+
+
+def test_metrics_count_requests_by_route_and_status(lite: tuple[Platform, TestClient]) -> None:
+    _, http = lite
+    http.get("/hot", params={"horizon": "1h"})
+    http.get("/videos/not-a-bvid")
+    body = http.get("/metrics").text
+    assert 'http_requests_total{handler="/hot",method="GET",status="200"}' in body
+    assert 'handler="/videos/{bvid}",method="GET",status="422"' in body
+    assert "hotvideo_api_sse_clients" in body
+    assert "/metrics" not in http.get("/openapi.json").json()["paths"]

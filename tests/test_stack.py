@@ -142,6 +142,18 @@ def test_commands_in_separate_terminals_see_each_other_and_topics_survive_a_rest
         healthy = run(env, "health", "--sample-s", "1")
         assert healthy.returncode == 0, healthy.stdout + healthy.stderr
         assert json.loads(healthy.stdout)["verdict"] == "ok"
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{env['WEB_PORT']}/metrics", timeout=30).read()
+        assert b'hotvideo_events_in_total{topic="bili.video.snapshot"}' in metrics
+        assert b'hotvideo_predictions_total{horizon="1h",status="scored"}' in metrics
+        assert b'hotvideo_consumer_lag{topic="bili.video.snapshot"} 0.0' in metrics
+        assert b"hotvideo_model_info{version=" in metrics
+        listening = {
+            (child.name, conn.laddr.ip)
+            for child in (scorer, api)
+            for conn in psutil.Process(child.pid).net_connections(kind="inet")
+            if conn.status == psutil.CONN_LISTEN
+        }
+        assert {ip for _, ip in listening} == {"127.0.0.1"}, "the worker and the API listen on loopback only"
     finally:
         api.stop()
         scorer.stop()
