@@ -382,20 +382,12 @@ class SqlStore:
 
     def write_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         """The stream's labels (`bili.outcome`) into `video_label`, merged as `_outcome` says."""
-        rows = [
-            {
-                "bvid": o.bvid,
-                "label": o.label,
-                "label_source": o.source,
-                "covered_until": _utc(o.covered_until),
-            }
-            for o in outcomes
-        ]
-        with self.engine.begin() as conn:
-            _upsert(conn, video_label, rows, _outcome)
+        self.write_labels(
+            [VideoLabel(o.bvid, o.label, o.source, o.covered_until) for o in outcomes], _outcome
+        )
 
-    def write_labels(self, labels: Sequence[VideoLabel]) -> None:
-        """Seed 001's labels; a recomputed label replaces the stored one."""
+    def write_labels(self, labels: Sequence[VideoLabel], rule: Rule = _replace) -> None:
+        """Seed 001's labels; by default a recomputed label replaces the stored one."""
         rows = [
             {
                 "bvid": lb.bvid,
@@ -406,7 +398,7 @@ class SqlStore:
             for lb in labels
         ]
         with self.engine.begin() as conn:
-            _upsert(conn, video_label, rows)
+            _upsert(conn, video_label, rows, rule)
 
     def labels(self) -> list[dict[str, Any]]:
         """Every `video_label` row, ordered by bvid."""
