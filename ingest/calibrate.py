@@ -1,32 +1,28 @@
 """How the simulator's hot videos compare with real hot-list captures.
 
-`hotvideo simulate --calibrate-against DIR` reads the real 综合热门 captures in DIR (`YYYY-MM-DD.json`
-as `{"list": [archive, …]}`, with `manifest.csv` giving each capture's time) and the simulated
-list as the same daily capture sees it (`world.capture_hot`), and reports two-sample
-Kolmogorov–Smirnov distances per property and the total-variation distance of main-zone shares.
-Every property is compared as the capture sees it, one row per (capture, listed video), on both sides.
+`hotvideo simulate --calibrate-against DIR` reads the real 综合热门 captures in DIR (the repository
+keeps them in data/bili-popular; read by ingest/captures.py) and the simulated list as the same daily
+capture sees it (`world.capture_hot`), and reports two-sample Kolmogorov–Smirnov distances per
+property and the total-variation distance of main-zone shares. Every property is compared as the
+capture sees it, one row per (capture, listed video), on both sides.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from core.reference import BEIJING, BEIJING_OFFSET_S, ZONE_OF_TID
+from core.reference import BEIJING_OFFSET_S, ZONE_OF_TID
+from ingest.captures import CAPTURE_HOUR, captures
 from ingest.world import WorldConfig, capture_hot
 
 FloatArray = NDArray[np.float64]
 
 RATES = ("like", "coin", "favorite", "reply", "danmaku", "share")
 KS_LIMIT, TV_LIMIT = 0.15, 0.25
-CAPTURE_HOUR = 23.75
-"""Beijing hour of a capture whose time the manifest does not give (the real ones are 23:30–23:55)"""
 AGE_BINS = 8
 """views are compared at matching ages: the simulated rows are reweighted to the real rows' share in
 each of this many age-at-capture quantile bins"""
@@ -58,31 +54,18 @@ def _hour(pubdate: NDArray[np.int64]) -> FloatArray:
 
 
 def load_real(folder: Path) -> Sample:
-    """Every item of every capture file in `folder`."""
-    captured: dict[str, float] = {}
-    manifest = folder / "manifest.csv"
-    if manifest.exists():
-        with manifest.open(encoding="utf-8") as f:
-            captured = {
-                r["day"]: datetime.fromisoformat(r["captured_at_approx"]).timestamp()
-                for r in csv.DictReader(f)
-            }
+    """Every item of every capture file in `folder` (ingest/captures.py: plain or gzipped days)."""
     cols: dict[str, list[float]] = {k: [] for k in ("follower", "view", "age", "duration", "pub", "tid")}
     rates: list[list[float]] = []
-    for path in sorted(folder.glob("*.json")):
-        day = path.stem
-        at = captured.get(day)
-        if at is None:
-            midnight = datetime.fromisoformat(day).replace(tzinfo=BEIJING)
-            at = (midnight + timedelta(hours=CAPTURE_HOUR)).timestamp()
-        for item in json.loads(path.read_text(encoding="utf-8")).get("list", []):
+    for capture in captures(folder):
+        for item in capture.payload().get("list", []):
             stat, owner = item.get("stat") or {}, item.get("owner") or {}
             view = stat.get("view")
             if not isinstance(view, int) or not isinstance(item.get("pubdate"), int):
                 continue
             cols["follower"].append(float(owner.get("follower") or 0))
             cols["view"].append(view)
-            cols["age"].append((at - item["pubdate"]) / 3600.0)
+            cols["age"].append((capture.at - item["pubdate"]) / 3600.0)
             cols["duration"].append(float(item.get("duration") or 0))
             cols["pub"].append(item["pubdate"])
             cols["tid"].append(int(item.get("tid") or 0))

@@ -13,13 +13,11 @@ metrics (at most 6 h after publication) pass a bounded reordering buffer.
 
 from __future__ import annotations
 
-import csv
 import heapq
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +30,7 @@ from core.events import Event, HotListEntry, Snapshot, UpProfile
 from core.logs import get_logger
 from core.reference import BEIJING
 from core.settings import BrokerKind, Topics
+from ingest.captures import captures, is_capture_folder
 from ingest.collect import parse
 from ingest.collect.collectors import replay_raw
 from ingest.eventlog import is_log, read_log
@@ -42,8 +41,6 @@ Record = tuple[str, bytes | None, bytes]
 TableSet = Literal["project", "legacy"]
 LEGACY_TZ = BEIJING
 """Naive DATETIME values of the legacy tables are Beijing wall time (what a crawler in China stores)."""
-CAPTURE_HOUR = 23.75
-"""Beijing time assumed for a bili-popular day that manifest.csv does not list"""
 _KIND_ORDER = {UpProfile.topic_field: 0, HotListEntry.topic_field: 1, Snapshot.topic_field: 2}
 """At equal event time: profiles, then hot-list entries (labels before the counts seen with them)."""
 
@@ -67,27 +64,12 @@ def _sorted_events(events: Iterable[Event]) -> Iterator[Record]:
 # raw captured pages
 
 
-def is_popular_captures(path: Path) -> bool:
-    """A folder of `YYYY-MM-DD.json` popular-list captures (the bili-popular layout)."""
-    return path.is_dir() and any(path.glob("????-??-??.json"))
-
-
 def popular_captures(folder: Path) -> Iterator[Record]:
     """Each day's popular list as hot-list entries and snapshots at its capture time (manifest.csv)."""
-    captured: dict[str, float] = {}
-    if (folder / "manifest.csv").exists():
-        with (folder / "manifest.csv").open(encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                captured[row["day"]] = datetime.fromisoformat(row["captured_at_approx"]).timestamp()
-    days = []
-    for path in sorted(folder.glob("????-??-??.json")):
-        midnight = datetime.fromisoformat(path.stem).replace(tzinfo=BEIJING)
-        at = captured.get(path.stem, (midnight + timedelta(hours=CAPTURE_HOUR)).timestamp())
-        days.append((int(at), path))
-    for at, path in sorted(days):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        items = parse.items_of(data, "/x/web-interface/popular", "list")
-        yield from _sorted_events(parse.hot_events(items, at, "popular", "/x/web-interface/popular"))
+    for capture in captures(folder):
+        items = parse.items_of(capture.payload(), "/x/web-interface/popular", "list")
+        events = parse.hot_events(items, int(capture.at), "popular", "/x/web-interface/popular")
+        yield from _sorted_events(events)
 
 
 def raw_pages(root: Path) -> Iterator[Record]:
@@ -311,7 +293,7 @@ def records_of(source: str, tables: TableSet = "project") -> Iterator[Record]:
     path = Path(source)
     if is_log(path):
         return read_log(path)
-    if is_popular_captures(path):
+    if is_capture_folder(path):
         return popular_captures(path)
     if path.is_dir():
         return raw_pages(path)

@@ -22,6 +22,18 @@ from hotvideo.embedded import EmbeddedRedis
 from sink.sql import metadata as sink_metadata
 from tests.harness.servers import MARIADB_URL, REDIS_HOST, REDIS_PORT, TcpProxy, redis_client_at, unavailable
 
+REAL_CAPTURES = Path(__file__).resolve().parents[1] / "data" / "bili-popular"
+
+
+@pytest.fixture(scope="session")
+def real_captures() -> Path:
+    """The real popular-list captures the repository keeps (data/bili-popular/README.md).
+
+    They are part of the repository, so their absence fails a test instead of skipping it."""
+    if not REAL_CAPTURES.is_dir():
+        pytest.fail(f"{REAL_CAPTURES} is missing: it is part of the repository")
+    return REAL_CAPTURES
+
 
 @pytest.fixture(scope="session")
 def embedded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:

@@ -3,17 +3,14 @@ item of the real `popular` captures and over the odd shapes the API is known to 
 
 from __future__ import annotations
 
-import csv
-import json
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from core.events import HotListEntry, Snapshot
+from ingest.captures import captures
 from ingest.collect import parse, wbi
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "data" / "bili-popular"
 POPULAR = "/x/web-interface/popular"
 
 
@@ -36,25 +33,18 @@ def test_wbi_encodes_spaces_and_strips_forbidden_characters() -> None:
         wbi.mixin_key("short", "keys")
 
 
-def test_every_item_of_every_real_capture_parses() -> None:
-    if not CAPTURES.is_dir():
-        pytest.fail(f"{CAPTURES} is missing: the real captures live in shared/data/bili-popular")
-    with (CAPTURES / "manifest.csv").open() as f:
-        captured = {
-            r["day"]: int(datetime.fromisoformat(r["captured_at_approx"]).timestamp())
-            for r in csv.DictReader(f)
-        }
-    files = sorted(CAPTURES.glob("*.json"))
-    assert len(files) == 21
+def test_every_item_of_every_real_capture_parses(real_captures: Path) -> None:
+    days = captures(real_captures)
+    assert len(days) == 21 and (days[0].day, days[-1].day) == ("2023-08-25", "2023-09-14")
     warn = parse.FieldWarnings()
     items = snaps = entries = ranked = 0
-    for path in files:
-        payload = json.loads(path.read_text())
-        ts = captured[path.stem]
-        events = parse.page_events(POPULAR, {"pn": "1", "ps": str(len(payload["list"]))}, payload, ts, warn)
+    for capture in days:
+        payload = capture.payload()
+        query = {"pn": "1", "ps": str(len(payload["list"]))}
+        events = parse.page_events(POPULAR, query, payload, int(capture.at), warn)
         day_snaps = [e for e in events if isinstance(e, Snapshot)]
         day_entries = [e for e in events if isinstance(e, HotListEntry)]
-        assert len(day_snaps) == len(day_entries) == len(payload["list"]) == payload["number"], path.name
+        assert len(day_snaps) == len(day_entries) == len(payload["list"]) == payload["number"], capture.day
         assert [e.rank for e in day_entries] == list(range(1, len(day_entries) + 1))
         assert {e.bvid for e in day_snaps} == {e.bvid for e in day_entries}
         assert all(s.follower is not None and s.tid is not None for s in day_snaps)

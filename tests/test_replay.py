@@ -3,7 +3,9 @@ same predictions twice, and the same predictions as live collection."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +34,7 @@ from core.settings import Settings, Topics
 from hotvideo.demo import start_worker, summarize, wait_for_worker
 from hotvideo.stack import services
 from ingest import replay as replay_module
+from ingest.captures import captures
 from ingest.collect import collectors
 from ingest.collect.client import RawArchive, RawPage
 from ingest.collect.collectors import Collector
@@ -40,8 +43,6 @@ from ingest.replay import in_range, paced, records_of, replay, sql_tables
 from ingest.world import WorldConfig, generate
 from sink.sql import metadata as sink_metadata
 from tests.harness.fake_bilibili import FakeBilibili, collect_settings
-
-REAL = Path("/work/shared/data/bili-popular")
 
 
 def events_of(records: Iterator[Record]) -> list[Event]:
@@ -95,10 +96,9 @@ def test_time_range_and_pacing(world: list[Event]) -> None:
     assert list(paced(kept, None, clock=lambda: 0.0, sleep=sleep)) == kept
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="real captures not present")
-def test_bili_popular_captures_replay_every_item_at_capture_time() -> None:
-    events = events_of(records_of(str(REAL)))
-    items = sum(len(json.loads(p.read_text())["list"]) for p in REAL.glob("????-??-??.json"))
+def test_bili_popular_captures_replay_every_item_at_capture_time(real_captures: Path) -> None:
+    events = events_of(records_of(str(real_captures)))
+    items = sum(len(c.payload()["list"]) for c in captures(real_captures))
     hot = [e for e in events if isinstance(e, HotListEntry)]
     assert len(hot) == items and sum(isinstance(e, Snapshot) for e in events) == items
     stamps = [stamp(e) for e in events]
@@ -107,9 +107,27 @@ def test_bili_popular_captures_replay_every_item_at_capture_time() -> None:
     assert first.isoformat() == "2023-08-26T23:52:41+08:00"  # manifest.csv, days 1 and 2 committed together
 
 
-def test_raw_page_archive(tmp_path: Path) -> None:
+def test_plain_and_gzipped_captures_replay_the_same(real_captures: Path, tmp_path: Path) -> None:
+    days = captures(real_captures)[:2]
+    gzipped, plain = tmp_path / "gzipped", tmp_path / "plain"
+    for folder in (gzipped, plain):
+        folder.mkdir()
+        shutil.copy(real_captures / "manifest.csv", folder)
+    for capture in days:
+        shutil.copy(capture.path, gzipped)
+        (plain / f"{capture.day}.json").write_bytes(gzip.decompress(capture.path.read_bytes()))
+    records = list(records_of(str(gzipped)))
+    assert len(records) == 2 * sum(len(c.payload()["list"]) for c in days)
+    assert list(records_of(str(plain))) == records
+    shutil.copy(days[0].path, plain)  # the same day plain and gzipped
+    with pytest.raises(ValueError, match="2023-08-25 is given twice"):
+        list(records_of(str(plain)))
+
+
+def test_raw_page_archive(tmp_path: Path, real_captures: Path) -> None:
     archive = RawArchive(tmp_path)
-    body = {"code": 0, "data": {"list": json.loads((REAL / "2023-09-01.json").read_text())["list"][:5]}}
+    day = next(c for c in captures(real_captures) if c.day == "2023-09-01")
+    body = {"code": 0, "data": {"list": day.payload()["list"][:5]}}
     archive.save(
         RawPage(1_700_000_100.5, "/x/web-interface/popular", {"pn": "1", "ps": "50"}, 200, json.dumps(body))
     )

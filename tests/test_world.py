@@ -19,6 +19,7 @@ import pytest
 from core.events import BadEvent, Event, HotListEntry, Snapshot, UpProfile, parse_event
 from core.reference import BEIJING, COUNT_FIELDS, ZONE_OF_TID
 from ingest.calibrate import KS_LIMIT, TV_LIMIT, distances, load_real, simulated
+from ingest.captures import captures
 from ingest.eventlog import write_log
 from ingest.world import (
     DEFAULT_START_TS,
@@ -30,7 +31,6 @@ from ingest.world import (
     generate,
 )
 
-REAL = Path("/work/shared/data/bili-popular")
 SMALL = WorldConfig(videos=300, sim_hours=30, seed=3)
 BIG = WorldConfig(videos=6000, sim_hours=48, seed=11)
 STATIC = ("pubdate", "mid", "tid", "tname", "tid_v2", "duration", "title", "tags", "follower")
@@ -283,17 +283,16 @@ def test_generation_speed_400_videos_10_hours() -> None:
     assert time.perf_counter() - started < 10
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="real captures not present")
-def test_calibration_holds_on_held_out_days(tmp_path: Path) -> None:
+def test_calibration_holds_on_held_out_days(real_captures: Path, tmp_path: Path) -> None:
     """Every distance within its limit on the first ten days and, separately, on the other eleven."""
     sim = simulated(WorldConfig(seed=2), videos=200_000, days=10)
-    days = sorted(REAL.glob("????-??-??.json"))
+    days = captures(real_captures)
     for name, part in (("early", days[:10]), ("late", days[10:])):
         folder = tmp_path / name
         folder.mkdir()
-        for path in part:
-            shutil.copy(path, folder / path.name)
-        shutil.copy(REAL / "manifest.csv", folder / "manifest.csv")
+        for capture in part:
+            shutil.copy(capture.path, folder)
+        shutil.copy(real_captures / "manifest.csv", folder)
         for prop, value in distances(load_real(folder), sim).items():
             assert value <= (TV_LIMIT if "TV" in prop else KS_LIMIT), (name, prop, value)
 
