@@ -1,12 +1,13 @@
 # The two commands of the README: `make demo` runs the whole flow on the embedded default,
-# `make test` runs lint, types and the test suite. Both install what they need from nothing.
+# `make test` runs lint, types and the whole test suite (`make test-fast`: without the slow tests).
+# Both install what they need from nothing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo live test lint install clean
+.PHONY: demo live test test-fast lint install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,10 @@ lint: $(STAMP)
 
 test: lint $(CHROMIUM)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The quick tier: lint and every test not marked slow (no trained model, worker, browser or big world).
+test-fast: lint
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf var .mypy_cache .ruff_cache .pytest_cache

@@ -6,6 +6,7 @@ where the servers are part of the contract.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +22,11 @@ from broker.embedded import EmbeddedBroker
 from hotvideo.embedded import EmbeddedRedis
 from sink.sql import metadata as sink_metadata
 from tests.harness.servers import MARIADB_URL, REDIS_HOST, REDIS_PORT, TcpProxy, redis_client_at, unavailable
+
+# The tests fit small models on two cores shared with other work, where OpenMP threads (scikit-learn's
+# histogram gradient boosting) cost more than they give, as model/train.py found for training. Set
+# before any test module loads scikit-learn's OpenMP runtime, which reads it once.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REAL_CAPTURES = Path(__file__).resolve().parents[1] / "data" / "bili-popular"
 
@@ -129,7 +135,8 @@ def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from model.train import train
 
     out = tmp_path_factory.mktemp("models")
-    train(list(generate(WorldConfig(videos=1500, sim_hours=60.0, seed=3, hot_base_rate=0.04))), out, seed=0)
+    world = generate(WorldConfig(videos=1500, sim_hours=60.0, seed=3, hot_base_rate=0.04))
+    train(list(world), out, seed=0, n_boot=50)  # 50 resamples: the tests read no confidence interval
     return out
 
 

@@ -33,6 +33,8 @@ from tests.harness.api_support import (
 )
 from tests.harness.predictions import make_prediction
 
+pytestmark = pytest.mark.slow  # every test reads stores filled through a trained model; schemathesis
+
 SNAPSHOT_FIELDS = ("ts", "view", "like", "coin", "favorite", "reply", "danmaku", "share")
 PROFILE_FIELDS = (
     "follower",

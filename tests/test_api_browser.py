@@ -23,6 +23,8 @@ from tests.harness.api_support import REPLAY_WORLD, make_platform, platform_mode
 from tests.harness.predictions import make_prediction
 from tests.harness.servers import unavailable
 
+pytestmark = pytest.mark.slow  # a browser
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",

@@ -130,6 +130,7 @@ def topics(embedded_broker: EmbeddedBroker) -> Topics:
     return names
 
 
+@pytest.mark.slow
 def test_collect_end_to_end(
     fake: FakeBilibili, embedded_broker: EmbeddedBroker, topics: Topics, tmp_path: Path
 ) -> None:
@@ -207,6 +208,7 @@ def test_collect_end_to_end(
     assert per_second([r.at for r in fake.requests]) <= RATE + 2
 
 
+@pytest.mark.slow
 def test_restart_keeps_videos_and_does_not_burst(
     fake: FakeBilibili, embedded_broker: EmbeddedBroker, topics: Topics, tmp_path: Path
 ) -> None:

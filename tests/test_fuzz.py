@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,8 @@ from core.events import EARLIEST_TS, LATEST_TS, MAX_COUNT, Snapshot
 from core.reference import COUNT_FIELDS
 from tests.harness.factories import T0
 from tests.harness.stream_harness import SNAPSHOT_TOPIC, open_harness
+
+pytestmark = pytest.mark.slow  # thousands of messages through the agent, with a trained model
 
 ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 

@@ -73,6 +73,7 @@ def stream_features(events: list[Event], scorer: Scorer) -> Iterator[tuple[str, 
             yield cp.bvid, cp.horizon, scorer.features(cp)
 
 
+@pytest.mark.slow
 def test_stream_features_equal_training_features(world: list[Event], trained_model_dir: Path) -> None:
     datasets = build_datasets(world, DEFAULT_WINDOW_S)
     scorer = Scorer(load_promoted(trained_model_dir))
@@ -86,6 +87,7 @@ def test_stream_features_equal_training_features(world: list[Event], trained_mod
     assert compared > 300
 
 
+@pytest.mark.slow
 def test_scorer_emits_level_confidence_and_play_range(world: list[Event], trained_model_dir: Path) -> None:
     checkpointer = new_checkpointer()
     due = [cp for e in world[:3000] if isinstance(e, Snapshot) for cp in checkpointer.on_snapshot(e, 0)]
@@ -234,6 +236,7 @@ def test_play_range_names_and_export() -> None:
     assert check_quantile_parity(models, export_quantiles(models, 6), X) <= 1e-4
 
 
+@pytest.mark.slow
 def test_labels_and_datasets_through_sql(
     world: list[Event], trained_model_dir: Path, sqlite_url: str
 ) -> None:
@@ -266,6 +269,7 @@ def test_labels_and_datasets_through_sql(
         np.testing.assert_allclose(sql.X[:, same], log.X[:, same], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_evaluate_writes_the_training_metrics(
     world: list[Event], trained_model_dir: Path, tmp_path: Path
 ) -> None:

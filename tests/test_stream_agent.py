@@ -18,6 +18,8 @@ from stream.app import create_app
 from tests.harness.factories import BVID, T0, hot, snap
 from tests.harness.stream_harness import HOTLIST_TOPIC, SNAPSHOT_TOPIC, Harness, open_harness
 
+pytestmark = pytest.mark.slow  # the session's trained model (conftest) costs more than all these tests
+
 
 @pytest.fixture
 async def harness(trained_model_dir: Path) -> AsyncIterator[Harness]:

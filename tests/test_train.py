@@ -121,6 +121,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, datasets: dict[str, Datase
     return out
 
 
+@pytest.mark.slow
 def test_train_writes_a_promoted_version(trained: Path) -> None:
     version = (trained / "PROMOTED").read_text().strip()
     assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{10}", version)
@@ -152,6 +153,7 @@ def test_train_writes_a_promoted_version(trained: Path) -> None:
         assert (trained / version / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_same_data_and_seed_give_the_same_artifacts(
     trained: Path, datasets: dict[str, Dataset], tmp_path: Path
 ) -> None:
@@ -163,6 +165,7 @@ def test_same_data_and_seed_give_the_same_artifacts(
         assert (tmp_path / again / onnx).read_bytes() == (trained / first / onnx).read_bytes()
 
 
+@pytest.mark.slow
 def test_registry_scores_and_levels(trained: Path, datasets: dict[str, Dataset]) -> None:
     bundle = load_promoted(trained)
     assert bundle.version == (trained / "PROMOTED").read_text().strip()
@@ -185,6 +188,7 @@ def test_registry_scores_and_levels(trained: Path, datasets: dict[str, Dataset])
         bundle.score("12h", datasets["1h"].X[:1])
 
 
+@pytest.mark.slow
 def test_registry_reloads_a_new_promotion(trained: Path, datasets: dict[str, Dataset]) -> None:
     bundle = load_promoted(trained)
     old = bundle.version
@@ -198,6 +202,7 @@ def test_registry_reloads_a_new_promotion(trained: Path, datasets: dict[str, Dat
     assert bundle.reload_if_changed() is True and bundle.version == old
 
 
+@pytest.mark.slow
 def test_registry_errors(trained: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelRegistryError, match="hotvideo train"):
         load_promoted(tmp_path)
@@ -274,6 +279,7 @@ def generated_world(videos: int, seed: int) -> list[Event]:
     return sorted(events, key=lambda e: e.ts)  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_train_from_events_end_to_end(tmp_path: Path) -> None:
     version = train(generated_world(300, 0), tmp_path, seed=0, match_ratio=5, n_boot=20)
     bundle = load_promoted(tmp_path)

@@ -89,6 +89,7 @@ def test_every_event_validates_against_its_model(small: list[Event]) -> None:
         assert parse_event(type(event), event.to_json()) == event
 
 
+@pytest.mark.slow
 def test_counts_monotone_and_static_fields_fixed(big: list[Event]) -> None:
     for snaps in by_video(big).values():
         for field in COUNT_FIELDS:
@@ -99,6 +100,7 @@ def test_counts_monotone_and_static_fields_fixed(big: list[Event]) -> None:
         assert all(getattr(snaps[0], f) is not None for f in STATIC)
 
 
+@pytest.mark.slow
 def test_followers_heavy_tailed_over_orders_of_magnitude(big: list[Event]) -> None:
     videos = by_video(big)
     profiles = [e for e in big if isinstance(e, UpProfile)]
@@ -114,6 +116,7 @@ def test_followers_heavy_tailed_over_orders_of_magnitude(big: list[Event]) -> No
     assert 1.2 < np.std(log_f) < 1.7  # docs: sigma 1.44 (clipped)
 
 
+@pytest.mark.slow
 def test_zones_and_subzones_are_real_with_their_shares(big: list[Event]) -> None:
     first = [s[0] for s in by_video(big).values()]
     names = {(sub.tid, sub.tname, z.tid_v2) for z in ZONES for sub in z.subzones}
@@ -131,6 +134,7 @@ def test_zones_and_subzones_are_real_with_their_shares(big: list[Event]) -> None
         assert 0.75 < np.median(durations) / zone.duration_median_s < 1.25
 
 
+@pytest.mark.slow
 def test_hot_share_near_base_rate(big: list[Event]) -> None:
     first = first_entries(big)
     full = [b for b, s in by_video(big).items() if s[0].pubdate <= BIG.end_ts - BIG.hot_max_entry_age_s]
@@ -138,6 +142,7 @@ def test_hot_share_near_base_rate(big: list[Event]) -> None:
     assert 0.5 * BIG.hot_base_rate <= share <= 1.7 * BIG.hot_base_rate  # default 1 %
 
 
+@pytest.mark.slow
 def test_hot_entries_follow_the_refresh_rule(big: list[Event]) -> None:
     videos = by_video(big)
     ranks: dict[int, list[int]] = defaultdict(list)
@@ -158,6 +163,7 @@ def test_hot_entries_follow_the_refresh_rule(big: list[Event]) -> None:
     assert np.median(ages) > 3  # the list is not decided at the first chance
 
 
+@pytest.mark.slow
 def test_engagement_rates_in_realistic_ranges(big: list[Event]) -> None:
     first = first_entries(big)
     last = {b: s[-1] for b, s in by_video(big).items() if s[-1].view >= 1000}
@@ -171,6 +177,7 @@ def test_engagement_rates_in_realistic_ranges(big: list[Event]) -> None:
     assert np.median([s.like / s.view for s in hot]) > RATE_MEDIANS[0]  # the list favours engagement
 
 
+@pytest.mark.slow
 def test_early_growth_depends_on_followers(big: list[Event]) -> None:
     rows = []
     for snaps in by_video(big).values():
@@ -181,6 +188,7 @@ def test_early_growth_depends_on_followers(big: list[Event]) -> None:
     assert np.corrcoef(follower, views)[0, 1] > 0.5
 
 
+@pytest.mark.slow
 def test_early_views_are_informative_not_decisive(big: list[Event]) -> None:
     first = first_entries(big)
     rows = []
@@ -195,6 +203,7 @@ def test_early_views_are_informative_not_decisive(big: list[Event]) -> None:
     assert 0.1 < precision < 0.9
 
 
+@pytest.mark.slow
 def test_collector_cadence_dense_then_sparse(big: list[Event]) -> None:
     for snaps in by_video(big).values():
         pubdate = snaps[0].pubdate
@@ -264,6 +273,7 @@ def test_noise_is_deterministic() -> None:
     assert [e.to_json() for e in generate(cfg)] == [e.to_json() for e in generate(cfg)]
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_videos() -> None:
     """Same upload rate, three times the videos: the peak of traced allocations stays put."""
     peaks = []
@@ -283,6 +293,7 @@ def test_generation_speed_400_videos_10_hours() -> None:
     assert time.perf_counter() - started < 10
 
 
+@pytest.mark.slow
 def test_calibration_holds_on_held_out_days(real_captures: Path, tmp_path: Path) -> None:
     """Every distance within its limit on the first ten days and, separately, on the other eleven."""
     sim = simulated(WorldConfig(seed=2), videos=200_000, days=10)
