@@ -6,13 +6,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
+# The exact versions of every runtime and dev dependency the suite passes with (Python 3.11, linux x86_64).
+LOCK := requirements.lock
+LOCK_VENV := var/lock-venv
 
-.PHONY: demo live test test-fast lint install clean
+.PHONY: demo live test test-fast lint install lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $(STAMP)
 
 # The dashboard's browser test drives Debian's Chromium (with a CJK font); installed only when missing.
@@ -39,6 +42,16 @@ test: lint $(CHROMIUM)
 # The quick tier: lint and every test not marked slow (no trained model, worker, browser or big world).
 test-fast: lint
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+# Regenerate the lock after a change of pyproject.toml's dependencies: pins that still fit are kept;
+# `make lock LOCK_ARGS=--upgrade` moves every pin to the newest allowed. pip-tools runs in a throwaway venv.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet 'pip-tools>=7.6,<8'
+	$(LOCK_VENV)/bin/pip-compile --quiet --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
+		$(LOCK_ARGS) -o $(LOCK) pyproject.toml
+	rm -rf $(LOCK_VENV)
 
 clean:
 	rm -rf var .mypy_cache .ruff_cache .pytest_cache
