@@ -32,6 +32,7 @@ def test_the_publisher_is_idempotent_on_kafka_only(
         producer.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("kind", "wait_ms", "checked"), [("tansu", 10, False), ("kafka", 500, True)])
 async def test_the_worker_fetch_wait_and_recovery_check_follow_the_broker_kind(
     trained_model_dir: Path, kind: BrokerKind, wait_ms: int, checked: bool
@@ -43,6 +44,7 @@ async def test_the_worker_fetch_wait_and_recovery_check_follow_the_broker_kind(
     assert app.conf.recovery_consistency_check is checked
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("kind", "read"), [("tansu", 3), ("kafka", 0)])
 def test_the_restorer_reads_the_row_changelog_past_fausts_recovery_on_tansu_only(
     embedded_broker: EmbeddedBroker, trained_model_dir: Path, kind: BrokerKind, read: int

@@ -33,6 +33,8 @@ from stream.profiles import ProfileReader
 from stream.recovery import Record, apply
 from stream.scoring import Scorer
 
+pytestmark = pytest.mark.slow  # every case scores with the session's trained model (conftest)
+
 TOPICS = Topics.under("test.commit")
 INPUT = TP(TOPICS.snapshot, 0)
 BATCH = 40

@@ -68,6 +68,7 @@ def predictions(env: dict[str, str]) -> list[Prediction]:
     ]
 
 
+@pytest.mark.slow
 def test_a_second_stack_on_one_data_dir_is_refused(env: dict[str, str]) -> None:
     first = run(env, "stack", "up", "--ephemeral")
     assert first.returncode == 0, first.stderr
@@ -91,12 +92,14 @@ def test_a_second_stack_on_one_data_dir_is_refused(env: dict[str, str]) -> None:
     assert "no stack recorded" in run(env, "stack", "down").stdout
 
 
+@pytest.mark.slow
 def test_a_command_without_a_broker_says_what_to_do(env: dict[str, str]) -> None:
     done = run(env, "subscribe", "--limit", "1")
     assert done.returncode != 0
     assert "hotvideo stack up" in done.stderr and "KAFKA_BOOTSTRAP" in done.stderr
 
 
+@pytest.mark.slow
 def test_a_stale_record_is_replaced(env: dict[str, str]) -> None:
     """A stack whose servers died (a reboot, a kill) does not block the next `up`."""
     assert run(env, "stack", "up", "--ephemeral").returncode == 0
