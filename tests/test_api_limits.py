@@ -25,6 +25,8 @@ from api.limits import LINGER_S
 from core.settings import Settings
 from tests.harness.api_support import SEED_000_BODY, history_body, make_platform, serving
 
+pytestmark = pytest.mark.slow  # a real server over the session's trained model (conftest)
+
 TIMEOUT_S = 1
 """Header, body and keep-alive timeouts of the server under test, shortened so the test is quick."""
 SETTINGS = Settings(api_header_timeout_s=TIMEOUT_S, api_body_timeout_s=TIMEOUT_S, api_keep_alive_s=TIMEOUT_S)

@@ -132,6 +132,7 @@ async def arrivals(reader: asyncio.StreamReader, bvids: list[str]) -> dict[str, 
     return seen
 
 
+@pytest.mark.slow  # `hotvideo serve` as a child process over the trained model, 200 clients
 async def test_every_client_gets_every_prediction_within_a_second(api: tuple[int, Platform]) -> None:
     port, writer = api
     predictions = [make_prediction(FIRST + i, "1h", prob=0.9) for i in range(WRITES)]
