@@ -39,7 +39,8 @@ lint: $(STAMP)
 test: lint $(CHROMIUM)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The quick tier: lint and every test not marked slow (no trained model, worker, browser or big world).
+# The quick tier: lint and every test not marked slow (no trained model, worker, browser, big world or
+# deliberate wait of seconds).
 test-fast: lint
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 

@@ -50,6 +50,7 @@ def per_second(times: list[float]) -> int:
     return best
 
 
+@pytest.mark.slow  # 60 requests at the configured rate: 3 s of waiting by design
 def test_rate_limit_holds(fake: FakeBilibili) -> None:
     client = BiliClient(collect_settings(fake, burst=1))
     bvids = list(fake.videos)[:60]

@@ -63,6 +63,7 @@ def test_broker_down_exits_2_at_once_with_what_to_do(closed_port: int) -> None:
     print(f"\nbroker down: exit {code} after {seconds:.1f} s (including interpreter start)")
 
 
+@pytest.mark.slow  # waits out its 2 s timeout
 def test_hung_broker_exits_2_after_the_timeout(silent_port: int) -> None:
     code, out, err, seconds = health(f"127.0.0.1:{silent_port}", "--timeout", "2")
     assert code == 2
@@ -72,6 +73,7 @@ def test_hung_broker_exits_2_after_the_timeout(silent_port: int) -> None:
     print(f"\nhung broker, --timeout 2: exit {code} after {seconds:.1f} s (including interpreter start)")
 
 
+@pytest.mark.slow  # waits out a 1.5 s timeout
 def test_report_within_is_bounded_in_process(closed_port: int, silent_port: int) -> None:
     for port, bound in ((closed_port, 1.0), (silent_port, 2.5)):
         started = time.monotonic()

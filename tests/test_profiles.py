@@ -57,6 +57,7 @@ def producer(embedded_broker: EmbeddedBroker) -> Iterator[KafkaProducer]:
         producer.close()
 
 
+@pytest.mark.slow  # 40 rounds of deliberate pauses
 async def test_every_profile_published_before_the_wait_is_read(
     reader: ProfileReader, producer: KafkaProducer
 ) -> None:

@@ -189,6 +189,7 @@ def test_a_smuggled_bvid_is_refused_and_nothing_is_written(any_redis: redis.Redi
 # PredictionSink
 
 
+@pytest.mark.slow  # waits out the outage
 @pytest.mark.parametrize("outage", ["sql", "redis"])
 def test_write_waits_out_an_outage(
     outage: str,

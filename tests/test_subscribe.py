@@ -47,6 +47,7 @@ def lines(bootstrap: str, topic: str, **kw: object) -> list[str]:
     return list(follow(bootstrap, topic, from_beginning=True, idle_timeout_s=2.0, **kw))  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # waits out the 2 s idle timeout
 def test_from_beginning_shows_every_readable_prediction(
     embedded_broker: EmbeddedBroker, prediction_topic: str
 ) -> None:
@@ -55,6 +56,7 @@ def test_from_beginning_shows_every_readable_prediction(
     assert any(BVID in line and " 1h " in line and "0.900" in line for line in out)
 
 
+@pytest.mark.slow  # waits out the 2 s idle timeout
 def test_filters_by_horizon_and_probability(embedded_broker: EmbeddedBroker, prediction_topic: str) -> None:
     out = lines(embedded_broker.bootstrap, prediction_topic, horizons={"3h"}, min_prob=0.5)
     assert len(out) == 1 and BVID in out[0] and " 3h " in out[0]
