@@ -9,7 +9,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MODEL_DIR=/models
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
+COPY core ./core
+COPY broker ./broker
 COPY hotvideo ./hotvideo
 COPY ingest ./ingest
 COPY stream ./stream
@@ -17,7 +19,7 @@ COPY model ./model
 COPY sink ./sink
 COPY api ./api
 COPY schemas ./schemas
-RUN pip install . && useradd --create-home --uid 10001 hotvideo \
+RUN pip install -c requirements.lock . && useradd --create-home --uid 10001 hotvideo \
     && mkdir -p /data /models && chown hotvideo /data /models
 USER hotvideo
 

@@ -19,6 +19,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry, Gauge, ProcessCollector
 from prometheus_fastapi_instrumentator import Instrumentator
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -117,11 +118,18 @@ def create_app(platform: Platform, settings: Settings | None = None) -> FastAPI:
     """The app over one Platform (stores + model), with the API limits of `settings`."""
     settings = settings or get_settings()
 
+    # Metrics of this app only (a process may build several apps: tests do): requests, latency, the
+    # clients following /stream, and the process (memory, CPU, open files).
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    sse_clients = Gauge("hotvideo_api_sse_clients", "Clients following /stream", registry=registry)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Feed]]:
         """The /stream feed of this server (lifespan state: its Redis connections belong to this loop)."""
         client = platform.redis.async_client(READ_BLOCK_MS // 1000 + 10, REDIS_CONNECTIONS)
         feed = Feed(client, platform.redis.stream_key, settings.api_sse_max_clients)
+        sse_clients.set_function(lambda: len(feed.subscribers))
         async with feed.running():
             yield {"feed": feed}
 
@@ -318,7 +326,8 @@ def create_app(platform: Platform, settings: Settings | None = None) -> FastAPI:
         return docs
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    Instrumentator(should_group_status_codes=False, excluded_handlers=["/metrics"]).instrument(app).expose(
-        app, include_in_schema=False
+    instrumentator = Instrumentator(
+        should_group_status_codes=False, excluded_handlers=["/metrics"], registry=registry
     )
+    instrumentator.instrument(app).expose(app, include_in_schema=False)
     return app

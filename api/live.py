@@ -19,12 +19,10 @@ from typing import Any
 
 import redis
 import redis.asyncio
-from prometheus_client import Gauge
 
 from core.logs import get_logger
 
 log = get_logger(__name__)
-SSE_CLIENTS = Gauge("hotvideo_api_sse_clients", "Clients following /stream")
 
 StreamId = tuple[int, int]
 """A Redis stream id `ms-seq` as numbers, so ids compare in stream order."""
@@ -140,12 +138,10 @@ class Feed:
             raise FeedUnavailable("the prediction stream in Redis is not readable yet")
         sub = Subscriber(self.queue_size)
         self.subscribers.add(sub)
-        SSE_CLIENTS.set(len(self.subscribers))
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
-        SSE_CLIENTS.set(len(self.subscribers))
 
     async def newest(self) -> StreamId:
         """The newest entry's id ((0, 0) when empty)."""
