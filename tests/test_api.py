@@ -322,7 +322,9 @@ def test_metrics_count_requests_by_route_and_status(lite: tuple[Platform, TestCl
     http.get("/videos/not-a-bvid")
     body = http.get("/metrics").text
     assert 'http_requests_total{handler="/hot",method="GET",status="200"}' in body
-    videos = [line for line in body.splitlines() if line.startswith("http_requests_total") and "videos" in line]
+    videos = [
+        line for line in body.splitlines() if line.startswith("http_requests_total") and "videos" in line
+    ]
     assert any('status="422"' in line for line in videos), videos
     assert "hotvideo_api_sse_clients" in body
     assert "/metrics" not in http.get("/openapi.json").json()["paths"]

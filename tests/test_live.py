@@ -17,7 +17,7 @@ from hotvideo.live import LIVE_FILE
 from hotvideo.processes import ChildProcess, WorkerProcess, hotvideo_argv
 from ingest.eventlog import write_log
 from ingest.world import WorldConfig, generate
-from tests.harness.cli import run, stack_env
+from tests.harness.cli import kill_leftovers, run, stack_env
 from tests.harness.cluster import wait_for
 
 pytestmark = pytest.mark.slow
@@ -82,6 +82,8 @@ def test_a_killed_worker_is_restarted_and_its_partitions_are_scored(
     finally:
         live.signal(signal.SIGTERM)
         code = live.stop(timeout_s=60)
+        leftovers = kill_leftovers(data_dir)
+    assert leftovers == [], "live stopped every child it started"
     assert code == 0, (tmp_path / "live.log").read_text()[-3000:]
     assert running_stack(data_dir) is None, "the stack live started is stopped with it"
     log = (tmp_path / "live.log").read_text()

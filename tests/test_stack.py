@@ -25,7 +25,7 @@ from hotvideo.processes import ChildProcess, WorkerProcess, hotvideo_argv
 from ingest.eventlog import write_log
 from ingest.world import WorldConfig, generate
 from sink.sql import SqlStore
-from tests.harness.cli import run, stack_env
+from tests.harness.cli import kill_leftovers, run, stack_env
 from tests.harness.cluster import wait_for
 
 WORLD = WorldConfig(videos=80, sim_hours=8.0, seed=11)
@@ -45,6 +45,7 @@ def env(tmp_path: Path, trained_model_dir: Path) -> Iterator[dict[str, str]]:
     environment = stack_env(tmp_path / "var", trained_model_dir)
     yield environment
     run(environment, "stack", "down", "--timeout", "10")
+    kill_leftovers(tmp_path / "var")
 
 
 def record(env: dict[str, str]) -> StackRecord:

@@ -13,6 +13,8 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+import psutil
+
 from core.servers import port_open
 from hotvideo.embedded import GRPC_OFFSET
 from hotvideo.processes import hotvideo_argv
@@ -46,6 +48,20 @@ def stack_env(data_dir: Path, model_dir: Path, **extra: str) -> dict[str, str]:
         "WORKER_SESSION_TIMEOUT_S": "3",  # a killed worker's partitions move on in seconds
         **extra,
     }
+
+
+def kill_leftovers(data_dir: Path) -> list[int]:
+    """Kill what a failed test left running for this DATA_DIR (children of a `hotvideo live` that was
+    killed run in sessions of their own); returns their pids."""
+    killed = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("DATA_DIR") == str(data_dir) and process.pid != os.getpid():
+                process.kill()
+                killed.append(process.pid)
+        except psutil.Error:
+            continue  # gone, or not ours to read
+    return killed
 
 
 def run(env: Mapping[str, str], *args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
